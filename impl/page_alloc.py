@@ -1,0 +1,1051 @@
+"""The buddy page allocator of Linux 6.12.117 (mm/page_alloc.c), as a Python reference model.
+
+Data layout, chosen so the cost of an operation does not grow with memory size:
+
+* Free memory is never one object per page. Each zone has ``free_area[order].free_list[mt]``
+  as intrusive doubly linked lists kept in three dicts keyed by the head pfn of each free block
+  (``_buddy``: PageBuddy + page_private order, ``_nxt``/``_prv``: the list_head). Blocks that
+  boot freed at MAX_PAGE_ORDER and nobody has touched since are kept as pfn ranges at the tail of
+  the MOVABLE MAX_PAGE_ORDER list (``_lazy``), which is where __free_pages_core(FPI_TO_TAIL) put
+  them; a 1 TiB machine boots with a handful of ranges.
+* Allocated blocks live in one dict ``allocated``: head pfn -> (order, zone id, owner, mt).
+* Pageblock migratetypes are one byte per pageblock (``pageblock_flags``).
+
+Simplifications (also in the README's fidelity table): no per-CPU page lists (every order goes
+straight to the buddy lists, as if each pcp list were drained after every call), no CMA,
+HIGHATOMIC reserves, memory isolation, compaction, OOM killer, cpusets or mempolicies; direct
+reclaim frees page-cache pages from a per-node LRU.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from impl.buddy import expand_halves
+from impl.machine import MachineConfig, ZoneConfig
+from impl.watermarks import SWAP_CLUSTER_MAX, compute_zone_watermarks
+from spec.context import Context, Effect
+from spec.errors import (
+    BadFreeError,
+    BadNodeError,
+    ContextError,
+    DoubleFreeError,
+    GfpError,
+    PageReferencedError,
+    SleepInAtomicError,
+    UnalignedFreeError,
+    UnknownAddressError,
+    WrongOrderError,
+)
+from spec.gfp import (
+    __GFP_DIRECT_RECLAIM,
+    __GFP_HIGH,
+    __GFP_HIGHMEM,
+    __GFP_KSWAPD_RECLAIM,
+    __GFP_MEMALLOC,
+    __GFP_NOMEMALLOC,
+    __GFP_NORETRY,
+    __GFP_NOWARN,
+    __GFP_RETRY_MAYFAIL,
+    __GFP_THISNODE,
+    GFP_HIGHUSER_MOVABLE,
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_UNMOVABLE,
+    ZONE_DMA32,
+    ZONE_NAMES,
+    ZONE_NORMAL,
+    check_gfp,
+    format_gfp,
+    gfp_migratetype,
+    gfp_zone,
+    gfpflags_allow_blocking,
+)
+from spec.layout import NUMA_NO_NODE, PAGE_SHIFT
+
+# mm/internal.h ALLOC_* flags
+ALLOC_WMARK_MIN = 0
+ALLOC_WMARK_LOW = 1
+ALLOC_WMARK_HIGH = 2
+ALLOC_WMARK_MASK = 3
+ALLOC_NO_WATERMARKS = 0x04
+ALLOC_OOM = 0x08
+ALLOC_NON_BLOCK = 0x10
+ALLOC_MIN_RESERVE = 0x20
+ALLOC_CPUSET = 0x40
+ALLOC_CMA = 0x80
+ALLOC_NOFRAGMENT = 0x100
+ALLOC_HIGHATOMIC = 0x200
+ALLOC_KSWAPD = 0x800
+ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+
+PAGE_ALLOC_COSTLY_ORDER = 3
+MAX_RECLAIM_RETRIES = 16
+NR_MT = 8  # list index = order << 3 | migratetype
+# fallbacks[] of mm/page_alloc.c (MIGRATE_PCPTYPES - 1 entries per type)
+FALLBACKS = {
+    MIGRATE_UNMOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
+    MIGRATE_MOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
+    MIGRATE_RECLAIMABLE: (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE),
+}
+
+OWNER_PAGES = "pages"  # alloc_pages and friends
+OWNER_PAGECACHE = "pagecache"  # on a node LRU, reclaimable
+
+WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO = 0, 1, 2, 3
+
+# Python mangles ``__name`` identifiers inside class bodies, so the allocator uses these
+# single-underscore aliases of the kernel's __GFP_* bits.
+_GFP_DIRECT_RECLAIM = __GFP_DIRECT_RECLAIM
+_GFP_HIGH = __GFP_HIGH
+_GFP_HIGHMEM = __GFP_HIGHMEM
+_GFP_KSWAPD_RECLAIM = __GFP_KSWAPD_RECLAIM
+_GFP_MEMALLOC = __GFP_MEMALLOC
+_GFP_NOMEMALLOC = __GFP_NOMEMALLOC
+_GFP_NORETRY = __GFP_NORETRY
+_GFP_NOWARN = __GFP_NOWARN
+_GFP_RETRY_MAYFAIL = __GFP_RETRY_MAYFAIL
+_GFP_THISNODE = __GFP_THISNODE
+
+
+def gfp_to_alloc_flags(gfp: int, order: int) -> int:
+    """mm/page_alloc.c gfp_to_alloc_flags(): the slow path's watermark and reserve flags.
+
+    (No RT tasks and no CMA in the model, so those two branches are absent.)
+    """
+    alloc_flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
+    alloc_flags |= gfp & (_GFP_HIGH | _GFP_KSWAPD_RECLAIM)
+    if not gfp & _GFP_DIRECT_RECLAIM:
+        if not gfp & _GFP_NOMEMALLOC:
+            alloc_flags |= ALLOC_NON_BLOCK
+            if order > 0 and alloc_flags & ALLOC_MIN_RESERVE:
+                alloc_flags |= ALLOC_HIGHATOMIC
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            alloc_flags &= ~ALLOC_CPUSET
+    return alloc_flags
+
+
+def watermark_min_adjusted(mark: int, alloc_flags: int) -> int:
+    """The reserve arithmetic of __zone_watermark_ok(): _GFP_HIGH may use half of min,
+    non-blocking _GFP_HIGH (GFP_ATOMIC) a further quarter of the rest (62.5% in all)."""
+    mn = mark
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            mn -= mn // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                mn -= mn // 4
+        if alloc_flags & ALLOC_OOM:
+            mn -= mn // 2
+    return mn
+
+
+def may_direct_reclaim(gfp: int, atomic: bool) -> bool:
+    """The one decision that lets the allocator sleep: _GFP_DIRECT_RECLAIM is set and the
+    caller is not atomic (in atomic context the model raises SleepInAtomicError before this
+    is reached; the subject adapter clears the bit instead). Proved in proofs/ about this code."""
+    return bool(gfpflags_allow_blocking(gfp)) and not atomic
+
+
+class Zone:
+    """struct zone: free_area lists, counters, watermarks and NUMA statistics of one zone."""
+
+    __slots__ = (
+        "_buddy", "_lazy", "_lazy_pages", "_nxt", "_prv", "boost", "boosted", "cfg", "counts",
+        "end", "free_pages", "heads", "idx", "interleave_hit", "lowmem_reserve", "managed",
+        "max_order", "name", "nid", "numa_foreign", "numa_hit", "numa_local", "numa_miss",
+        "numa_other", "present", "spanned", "start", "tails", "wmark", "zid",
+    )
+
+    def __init__(self, zid: int, nid: int, cfg: ZoneConfig, max_order: int) -> None:
+        self.zid = zid
+        self.nid = nid
+        self.cfg = cfg
+        self.idx = cfg.zone
+        self.name = ZONE_NAMES[cfg.zone]
+        self.start = cfg.start_pfn
+        self.end = cfg.end_pfn
+        self.spanned = cfg.spanned
+        self.present = cfg.present
+        self.managed = cfg.managed
+        self.max_order = max_order
+        n = (max_order + 1) * NR_MT
+        self.heads = [-1] * n
+        self.tails = [-1] * n
+        self.counts = [0] * n
+        self._buddy: dict[int, int] = {}
+        self._nxt: dict[int, int] = {}
+        self._prv: dict[int, int] = {}
+        self._lazy: list[list[int]] = []
+        self._lazy_pages = 0
+        self.free_pages = 0
+        self.wmark = [0, 0, 0, 0]
+        self.boost = 0
+        self.boosted = False
+        self.lowmem_reserve = [0, 0, 0, 0]
+        self.numa_hit = self.numa_miss = self.numa_foreign = 0
+        self.numa_local = self.numa_other = self.interleave_hit = 0
+
+    # --- free lists (list_add / list_add_tail / list_del on free_area[order].free_list[mt]) --
+    def add(self, pfn: int, order: int, mt: int, tail: bool) -> None:
+        """__add_to_free_list(): PageBuddy, set_buddy_order, head or tail of the list."""
+        idx = order << 3 | mt
+        if tail and self._lazy and idx == (self.max_order << 3 | MIGRATE_MOVABLE):
+            self._materialize_lazy(all_=True)
+        self._link(pfn, idx, tail)
+
+    def _link(self, pfn: int, idx: int, tail: bool) -> None:
+        self._buddy[pfn] = idx
+        if tail:
+            t = self.tails[idx]
+            self._prv[pfn] = t
+            self._nxt[pfn] = -1
+            if t == -1:
+                self.heads[idx] = pfn
+            else:
+                self._nxt[t] = pfn
+            self.tails[idx] = pfn
+        else:
+            h = self.heads[idx]
+            self._nxt[pfn] = h
+            self._prv[pfn] = -1
+            if h == -1:
+                self.tails[idx] = pfn
+            else:
+                self._prv[h] = pfn
+            self.heads[idx] = pfn
+        self.counts[idx] += 1
+
+    def delete(self, pfn: int) -> int:
+        """__del_page_from_free_list(): unlink, ClearPageBuddy; returns the list index."""
+        idx = self._buddy.pop(pfn)
+        p = self._prv.pop(pfn)
+        n = self._nxt.pop(pfn)
+        if p == -1:
+            self.heads[idx] = n
+        else:
+            self._nxt[p] = n
+        if n == -1:
+            self.tails[idx] = p
+        else:
+            self._prv[n] = p
+        self.counts[idx] -= 1
+        return idx
+
+    def first(self, order: int, mt: int) -> int:
+        """list_first_entry_or_null(&free_list[mt]) of free_area[order]; -1 if empty."""
+        idx = order << 3 | mt
+        h = self.heads[idx]
+        if h == -1 and self._lazy and idx == (self.max_order << 3 | MIGRATE_MOVABLE):
+            self._materialize_lazy(all_=False)
+            h = self.heads[idx]
+        return h
+
+    def _materialize_lazy(self, all_: bool) -> None:
+        """Turn the first (or every) untouched boot block into an explicit list entry, keeping
+        list order: lazy blocks always sit after the explicit ones."""
+        step = 1 << self.max_order
+        idx = self.max_order << 3 | MIGRATE_MOVABLE
+        while self._lazy:
+            rng = self._lazy[0]
+            pfn = rng[0]
+            rng[0] += step
+            if rng[0] >= rng[1]:
+                self._lazy.pop(0)
+            self._lazy_pages -= step
+            self.counts[idx] -= 1  # _link() counts it again
+            self._link(pfn, idx, True)
+            if not all_:
+                return
+
+    def lazy_block_at(self, pfn: int) -> int:
+        """Head pfn of the untouched boot block containing ``pfn``, or -1."""
+        for s, e in self._lazy:
+            if s <= pfn < e:
+                return pfn & ~((1 << self.max_order) - 1)
+        return -1
+
+    def free_order_at(self, pfn: int) -> int:
+        """If ``pfn`` heads a free block (PageBuddy), its order; else -1."""
+        idx = self._buddy.get(pfn)
+        if idx is not None:
+            return idx >> 3
+        if self.lazy_block_at(pfn) == pfn:
+            return self.max_order
+        return -1
+
+    def free_blocks(self) -> Iterator[tuple[int, int, int]]:
+        """Every free block as (pfn, order, migratetype of its list), lazy ones included, in
+        free-list order per list. Linear in the number of free blocks: for checks and views."""
+        for idx in range(len(self.heads)):
+            p = self.heads[idx]
+            while p != -1:
+                yield p, idx >> 3, idx & 7
+                p = self._nxt[p]
+            if self._lazy and idx == (self.max_order << 3 | MIGRATE_MOVABLE):
+                step = 1 << self.max_order
+                for s, e in self._lazy:
+                    yield from ((q, self.max_order, MIGRATE_MOVABLE) for q in range(s, e, step))
+
+    def nr_free(self, order: int, mt: int | None = None) -> int:
+        """free_area[order].nr_free (all types) or the length of one free list."""
+        if mt is not None:
+            return self.counts[order << 3 | mt]
+        return sum(self.counts[order << 3 | m] for m in range(NR_MT))
+
+    def spans(self, pfn: int) -> bool:
+        return self.start <= pfn < self.end
+
+
+@dataclass
+class NodeState:
+    """struct pglist_data, the parts the model keeps: CPUs, zones, LRU, kswapd."""
+
+    nid: int
+    cpus: tuple[int, ...]
+    zones: list[Zone]
+    lru: dict[int, None]  # page-cache pages, oldest first (the inactive file LRU)
+    kswapd_awake: bool = False
+
+
+class PageAllocator:
+    """The machine after boot: zones, free lists, allocated blocks, contexts and counters.
+
+    Public entry points use kernel names and kernel argument orders; a ``struct page *`` is
+    represented by its pfn, a logical address by an int. Every entry point either completes or
+    raises a :class:`spec.errors.KmemError` subclass without changing any state.
+    """
+
+    def __init__(self, machine: MachineConfig | None = None, *, debug: bool = False) -> None:
+        self.machine = m = (machine or MachineConfig.default()).validate()
+        self.debug = debug
+        self.max_order = m.max_order
+        self.pageblock_order = m.pageblock_order
+        self.page_offset = m.page_offset
+        self.cpu_node = m.cpu_node()
+        self.distance = m.distance
+        self.zones: list[Zone] = []
+        self.nodes: list[NodeState] = []
+        wm = compute_zone_watermarks(m)
+        for ncfg in m.nodes:
+            zs = []
+            for zcfg in ncfg.zones:
+                z = Zone(len(self.zones), ncfg.nid, zcfg, m.max_order)
+                w = wm[(ncfg.nid, zcfg.zone)]
+                z.wmark = [w.min, w.low, w.high, w.promo]
+                z.lowmem_reserve = list(w.lowmem_reserve)
+                self.zones.append(z)
+                zs.append(z)
+            self.nodes.append(NodeState(ncfg.nid, ncfg.cpus, zs, {}))
+        self._zone_starts = sorted((z.start, z.zid) for z in self.zones)
+        self.max_pfn = m.max_pfn
+        self.pageblock_flags = bytearray([MIGRATE_MOVABLE]) * ((self.max_pfn >> self.pageblock_order) + 1)
+        self.allocated: dict[int, tuple[int, int, str, int]] = {}
+        self.refs: dict[int, int] = {}  # extra references (get_page) beyond the first
+        self.ctx: dict[int, list[Context]] = {c: [] for c in self.cpu_node}
+        self.effects: list[Effect] = []
+        self.access_cost: dict[int, int] = dict.fromkeys(self.cpu_node, 0)
+        self.accesses: dict[int, int] = dict.fromkeys(self.cpu_node, 0)
+        self._zonelists: dict[tuple[int, int, bool], tuple[Zone, ...]] = {}
+        self._gfp_cache: dict[int, tuple[int, int, bool]] = {}
+        self._node_order = {n.nid: self._build_node_order(n.nid) for n in m.nodes}
+        self._hit_zid = -1
+        # alloc_flags_nofragment(): a Normal zone whose node also has a populated DMA32 (any
+        # Normal zone on a one-node machine) avoids fragmenting fallbacks on the fast path.
+        self._nofrag = [z.idx == ZONE_NORMAL and (len(self.nodes) == 1 or any(
+            y.idx == ZONE_DMA32 and y.managed for y in self.nodes[z.nid].zones))
+            for z in self.zones]
+        for z in self.zones:
+            self._boot_free_zone(z)
+
+    # --- boot ----------------------------------------------------------------------------------
+    def _boot_free_zone(self, z: Zone) -> None:
+        """memblock_free_all(): free every non-reserved present range in maximal aligned chunks
+        (__free_pages_memory), with FPI_TO_TAIL; MAX_PAGE_ORDER chunks stay lazy ranges."""
+        free_ranges: list[tuple[int, int]] = []
+        for s, e in sorted(z.cfg.ranges):
+            cuts = sorted(r for r in z.cfg.reserved if s <= r[0] < e)
+            cur = s
+            for rs, re_ in cuts:
+                if rs > cur:
+                    free_ranges.append((cur, rs))
+                cur = max(cur, re_)
+            if cur < e:
+                free_ranges.append((cur, e))
+        mo = self.max_order
+        step = 1 << mo
+        for s, e in free_ranges:
+            pfn = s
+            while pfn < e:
+                order = min(mo, (pfn & -pfn).bit_length() - 1 if pfn else mo)
+                while pfn + (1 << order) > e:
+                    order -= 1
+                if order == mo:
+                    # a run of maximal blocks: one lazy range
+                    run_end = pfn + ((e - pfn) // step) * step
+                    if z._lazy and z._lazy[-1][1] == pfn:
+                        z._lazy[-1][1] = run_end
+                    else:
+                        z._lazy.append([pfn, run_end])
+                    n = (run_end - pfn) // step
+                    z._lazy_pages += run_end - pfn
+                    z.counts[mo << 3 | MIGRATE_MOVABLE] += n
+                    z.free_pages += run_end - pfn
+                    pfn = run_end
+                    continue
+                self._free_one_page(z, pfn, order, MIGRATE_MOVABLE, to_tail=True)
+                pfn += 1 << order
+
+    def _build_node_order(self, local: int) -> tuple[int, ...]:
+        """build_zonelists()/find_next_best_node(): local node first, then by distance with
+        the kernel's penalties and round-robin tie-breaking (node_load)."""
+        n = len(self.machine.nodes)
+        order = [local]
+        used = {local}
+        node_load = [0] * n
+        prev_val = None
+        has_cpus = [bool(nd.cpus) for nd in self.machine.nodes]
+        while len(order) < n:
+            best, best_val = -1, None
+            for cand in range(n):
+                if cand in used:
+                    continue
+                val = self.distance[local][cand]
+                val += 1 if cand < local else 0
+                val += 1 if has_cpus[cand] else 0
+                val *= 1 << 10  # MAX_NUMNODES on x86-64 with NODES_SHIFT 10
+                val += node_load[cand]
+                if best_val is None or val < best_val:
+                    best, best_val = cand, val
+            used.add(best)
+            if prev_val is None or self.distance[local][best] != prev_val:
+                node_load[best] = n
+            prev_val = self.distance[local][best]
+            order.append(best)
+        return tuple(order)
+
+    def zonelist(self, nid: int, highest_zoneidx: int, thisnode: bool) -> tuple[Zone, ...]:
+        """The zones an allocation on ``nid`` may use, in fallback order: ZONELIST_FALLBACK
+        (nodes by distance, each node's zones highest first) or ZONELIST_NOFALLBACK."""
+        key = (nid, highest_zoneidx, thisnode)
+        zl = self._zonelists.get(key)
+        if zl is None:
+            nodes = (nid,) if thisnode else self._node_order[nid]
+            zl = tuple(z for n in nodes
+                       for z in sorted(self.nodes[n].zones, key=lambda z: -z.idx)
+                       if z.idx <= highest_zoneidx and z.managed > 0)
+            self._zonelists[key] = zl
+        return zl
+
+    # --- contexts ------------------------------------------------------------------------------
+    def _check_cpu(self, cpu: int) -> None:
+        if cpu not in self.cpu_node:
+            raise BadNodeError(f"cpu {cpu} does not exist (cpus: {sorted(self.cpu_node)})")
+
+    def context(self, cpu: int = 0) -> Context:
+        """The calling context of code running on ``cpu`` now."""
+        self._check_cpu(cpu)
+        st = self.ctx[cpu]
+        return st[-1] if st else Context.PROCESS
+
+    def enter(self, ctx: Context, cpu: int = 0) -> None:
+        """Enter an atomic context on ``cpu`` (irq entry, local_bh_disable, preempt_disable,
+        spin_lock); contexts nest."""
+        self._check_cpu(cpu)
+        if not isinstance(ctx, Context) or ctx is Context.PROCESS:
+            raise ContextError(f"cannot enter {ctx!r}: process context is the bottom of the stack")
+        self.ctx[cpu].append(ctx)
+
+    def exit(self, ctx: Context, cpu: int = 0) -> None:
+        """Leave the innermost context, which must be ``ctx``."""
+        self._check_cpu(cpu)
+        st = self.ctx[cpu]
+        if not st or st[-1] is not ctx:
+            raise ContextError(f"cpu {cpu} is not in {ctx.name.lower()} context "
+                               f"(current: {self.context(cpu).name.lower()})")
+        st.pop()
+
+    # --- allocation ----------------------------------------------------------------------------
+    def _gfp_info(self, gfp: int) -> tuple[int, int, bool]:
+        info = self._gfp_cache.get(gfp)
+        if info is None:
+            check_gfp(gfp)
+            info = (int(gfp_zone(gfp)), int(gfp_migratetype(gfp)), bool(gfpflags_allow_blocking(gfp)))
+            self._gfp_cache[gfp] = info
+        return info
+
+    def alloc_pages_node(self, nid: int, gfp: int, order: int, *, cpu: int = 0,
+                         ctx: Context | None = None) -> int | None:
+        """alloc_pages_node(nid, gfp, order): the pfn of a 2^order block, or None.
+
+        ``nid`` NUMA_NO_NODE (-1) means the node of ``cpu``. An order above MAX_PAGE_ORDER is a
+        failed allocation with a WARN effect (unless _GFP_NOWARN), as in __alloc_pages().
+        """
+        info = self._gfp_cache.get(gfp)
+        if info is None:
+            info = self._gfp_info(gfp)
+        cpu_node = self.cpu_node.get(cpu)
+        if cpu_node is None:
+            raise BadNodeError(f"cpu {cpu} does not exist (cpus: {sorted(self.cpu_node)})")
+        if nid == NUMA_NO_NODE:
+            nid = cpu_node
+        elif not (0 <= nid < len(self.nodes)) or type(nid) is not int:
+            raise BadNodeError(f"node {nid} is not online (nodes 0..{len(self.nodes) - 1})")
+        if type(order) is not int or order < 0:
+            raise GfpError(f"order must be a non-negative integer, got {order!r}")
+        if ctx is None:
+            st = self.ctx[cpu]
+            ctx = st[-1] if st else Context.PROCESS
+        atomic = ctx is not Context.PROCESS
+        if atomic and info[2]:
+            raise SleepInAtomicError(
+                f"BUG: sleeping function called from invalid context: alloc_pages_node("
+                f"{nid}, {format_gfp(gfp)}, {order}) in {ctx.name.lower()} context on cpu {cpu}")
+        if order > self.max_order:
+            if not gfp & _GFP_NOWARN:
+                self.effects.append(Effect("warn", nid, f"WARN_ON_ONCE(order {order} > "
+                                           f"MAX_PAGE_ORDER {self.max_order})", int(ctx), gfp))
+            return None
+        return self._alloc(nid, gfp, order, info, cpu_node, atomic, ctx)
+
+    def _alloc(self, nid: int, gfp: int, order: int, info: tuple[int, int, bool],
+               cpu_node: int, atomic: bool, ctx: Context) -> int | None:
+        """__alloc_pages(): fast path at the low watermark, then the slow path."""
+        hz, mt, _ = info
+        zl = self.zonelist(nid, hz, bool(gfp & _GFP_THISNODE))
+        if not zl:
+            return None
+        pref = zl[0]
+        # alloc_flags_nofragment(): preferred zone Normal with a populated DMA32 sibling
+        alloc_flags = ALLOC_WMARK_LOW | (gfp & _GFP_KSWAPD_RECLAIM)
+        if self._nofrag[pref.zid]:
+            alloc_flags |= ALLOC_NOFRAGMENT
+        pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
+        if pfn < 0:
+            pfn = self._slowpath(zl, gfp, order, hz, mt, cpu_node, atomic, ctx)
+            if pfn < 0:
+                return None
+        self.allocated[pfn] = (order, self._hit_zid, OWNER_PAGES, mt)
+        return pfn
+
+    def _get_page_from_freelist(self, zl: tuple[Zone, ...], order: int, alloc_flags: int,
+                                hz: int, mt: int, cpu_node: int) -> int:
+        """get_page_from_freelist(): first zone whose watermark allows it; -1 if none."""
+        while True:
+            no_fallback = alloc_flags & ALLOC_NOFRAGMENT
+            pref = zl[0]
+            wm_idx = alloc_flags & ALLOC_WMARK_MASK
+            retry = False
+            for z in zl:
+                if no_fallback and z.nid != pref.nid and len(self.nodes) > 1:
+                    alloc_flags &= ~ALLOC_NOFRAGMENT
+                    retry = True
+                    break
+                if not (alloc_flags & ALLOC_NO_WATERMARKS) and not self._watermark_ok(
+                        z, order, z.wmark[wm_idx] + z.boost, hz, alloc_flags):
+                    continue
+                pfn = self._rmqueue(z, order, mt, alloc_flags)
+                if pfn >= 0:
+                    self._hit_zid = z.zid
+                    # zone_statistics()
+                    if z.nid == pref.nid:
+                        z.numa_hit += 1
+                    else:
+                        z.numa_miss += 1
+                        pref.numa_foreign += 1
+                    if z.nid == cpu_node:
+                        z.numa_local += 1
+                    else:
+                        z.numa_other += 1
+                    if alloc_flags & ALLOC_KSWAPD and z.boosted:
+                        z.boosted = False
+                        self._wakeup_kswapd(z.nid, "boosted watermark")
+                    return pfn
+            if retry:
+                continue
+            if no_fallback:
+                alloc_flags &= ~ALLOC_NOFRAGMENT
+                continue
+            return -1
+
+    def _watermark_ok(self, z: Zone, order: int, mark: int, hz: int, alloc_flags: int) -> bool:
+        """__zone_watermark_ok() with free_pages = NR_FREE_PAGES (no CMA, no highatomic)."""
+        free = z.free_pages - ((1 << order) - 1)
+        mn = mark
+        if alloc_flags & ALLOC_RESERVES:
+            mn = watermark_min_adjusted(mark, alloc_flags)
+        if free <= mn + z.lowmem_reserve[hz]:
+            return False
+        if not order:
+            return True
+        counts = z.counts
+        for o in range(order, self.max_order + 1):
+            base = o << 3
+            if counts[base] or counts[base | 1] or counts[base | 2]:
+                return True
+        return False
+
+    def _rmqueue(self, z: Zone, order: int, mt: int, alloc_flags: int) -> int:
+        """rmqueue_buddy()/__rmqueue(): requested type, then claim, then steal."""
+        pfn = self._rmqueue_smallest(z, order, mt)
+        if pfn >= 0:
+            return pfn
+        pfn = self._rmqueue_claim(z, order, mt, alloc_flags)
+        if pfn >= 0:
+            return pfn
+        if not alloc_flags & ALLOC_NOFRAGMENT:
+            return self._rmqueue_steal(z, order, mt)
+        return -1
+
+    def _rmqueue_smallest(self, z: Zone, order: int, mt: int) -> int:
+        """__rmqueue_smallest(): first block of the smallest order >= ``order`` on the ``mt``
+        lists, split by expand()."""
+        for cur in range(order, self.max_order + 1):
+            pfn = z.first(cur, mt)
+            if pfn != -1:
+                z.delete(pfn)
+                z.free_pages -= 1 << order
+                if cur != order:
+                    self._expand(z, pfn, order, cur, mt)
+                return pfn
+        return -1
+
+    def _expand(self, z: Zone, pfn: int, low: int, high: int, mt: int) -> None:
+        """expand(): the upper halves go to the head of their lists; the lowest page stays."""
+        for half, o in expand_halves(pfn, low, high):
+            z.add(half, o, mt, False)
+
+    def _find_suitable_fallback(self, z: Zone, order: int, mt: int) -> tuple[int, bool]:
+        """find_suitable_fallback(only_stealable=false): (fallback type or -1, can_steal)."""
+        if not z.nr_free(order):
+            return -1, False
+        for fmt in FALLBACKS[mt]:
+            if z.first(order, fmt) == -1:
+                continue
+            return fmt, self._can_steal_fallback(order, mt)
+        return -1, False
+
+    def _can_steal_fallback(self, order: int, mt: int) -> bool:
+        pbo = self.pageblock_order
+        return (order >= pbo or order >= pbo // 2 or mt == MIGRATE_RECLAIMABLE
+                or mt == MIGRATE_UNMOVABLE)
+
+    def _rmqueue_claim(self, z: Zone, order: int, mt: int, alloc_flags: int) -> int:
+        """__rmqueue_claim(): largest block of a fallback type, claiming its pageblock(s)."""
+        min_order = order
+        if order < self.pageblock_order and alloc_flags & ALLOC_NOFRAGMENT:
+            min_order = self.pageblock_order
+        for cur in range(self.max_order, min_order - 1, -1):
+            fmt, can_steal = self._find_suitable_fallback(z, cur, mt)
+            if fmt == -1:
+                continue
+            if not can_steal:
+                break
+            page = z.first(cur, fmt)
+            pfn = self._try_to_steal_block(z, page, cur, order, mt, alloc_flags)
+            if pfn >= 0:
+                return pfn
+        return -1
+
+    def _try_to_steal_block(self, z: Zone, pfn: int, cur: int, order: int, start_mt: int,
+                            alloc_flags: int) -> int:
+        """try_to_steal_block(): whole pageblocks for big blocks; otherwise claim the pageblock
+        if at least half of it is free or compatible."""
+        pbo = self.pageblock_order
+        block_type = self.pageblock_flags[pfn >> pbo]
+        if cur >= pbo:
+            z.delete(pfn)
+            z.free_pages -= 1 << cur
+            for i in range(1 << (cur - pbo)):
+                self.pageblock_flags[(pfn >> pbo) + i] = start_mt
+            self._expand(z, pfn, order, cur, start_mt)
+            z.free_pages += (1 << cur) - (1 << order)
+            return pfn
+        # boost_watermark()
+        if (1 << pbo) * 4 <= z.managed:
+            max_boost = max(1 << pbo, z.wmark[WMARK_HIGH] * 15000 // 10000)
+            if z.wmark[WMARK_HIGH] * 15000 // 10000:
+                z.boost = min(z.boost + (1 << pbo), max_boost)
+                if alloc_flags & ALLOC_KSWAPD:
+                    z.boosted = True
+        start = pfn >> pbo << pbo
+        end = start + (1 << pbo)
+        if not (z.spans(start) and z.spans(end - 1)):
+            return -1
+        free_pages, movable = self._scan_pageblock(z, start, end)
+        if start_mt == MIGRATE_MOVABLE:
+            alike = movable
+        elif block_type == MIGRATE_MOVABLE:
+            alike = (1 << pbo) - (free_pages + movable)
+        else:
+            alike = 0
+        if free_pages + alike >= (1 << (pbo - 1)):
+            self._move_freepages_block(z, start, end, start_mt)
+            return self._rmqueue_smallest(z, order, start_mt)
+        return -1
+
+    def _scan_pageblock(self, z: Zone, start: int, end: int) -> tuple[int, int]:
+        """prep_move_freepages_block()'s count: free pages, and pages of movable allocations
+        (PageLRU/__PageMovable: the model counts every page of a MOVABLE-type allocation)."""
+        free = movable = 0
+        pfn = start
+        while pfn < end:
+            o = z.free_order_at(pfn)
+            if o >= 0:
+                free += 1 << o
+                pfn += 1 << o
+                continue
+            rec = self.allocated.get(pfn)
+            if rec is not None:
+                n = min(1 << rec[0], end - pfn)
+                if rec[3] == MIGRATE_MOVABLE:
+                    movable += n
+                pfn += n
+                continue
+            pfn += 1
+        return free, movable
+
+    def _move_freepages_block(self, z: Zone, start: int, end: int, new_mt: int) -> None:
+        """__move_freepages_block(): every free block of the pageblock to the tail of the
+        ``new_mt`` list, then relabel the pageblock."""
+        pfn = start
+        while pfn < end:
+            o = z.free_order_at(pfn)
+            if o < 0:
+                pfn += 1
+                continue
+            z.delete(pfn)  # never a lazy boot block: those cover whole pageblocks
+            z.add(pfn, o, new_mt, True)
+            pfn += 1 << o
+        self.pageblock_flags[start >> self.pageblock_order] = new_mt
+
+    def _rmqueue_steal(self, z: Zone, order: int, mt: int) -> int:
+        """__rmqueue_steal(): smallest fallback block, split on its own type's lists."""
+        for cur in range(order, self.max_order + 1):
+            fmt, _ = self._find_suitable_fallback(z, cur, mt)
+            if fmt == -1:
+                continue
+            pfn = z.first(cur, fmt)
+            z.delete(pfn)
+            z.free_pages -= 1 << order
+            if cur != order:
+                self._expand(z, pfn, order, cur, fmt)
+            return pfn
+        return -1
+
+    # --- slow path, reclaim, kswapd ------------------------------------------------------------
+    def _slowpath(self, zl: tuple[Zone, ...], gfp: int, order: int, hz: int, mt: int,
+                  cpu_node: int, atomic: bool, ctx: Context) -> int:
+        """__alloc_pages_slowpath(): wake kswapd, retry at min with reserves, then (only if
+        the caller may sleep) direct reclaim and retries; else fail with a warn_alloc effect."""
+        alloc_flags = gfp_to_alloc_flags(gfp, order)
+        if alloc_flags & ALLOC_KSWAPD:
+            for n in dict.fromkeys(z.nid for z in zl):
+                self._wakeup_kswapd(n, f"order {order} {format_gfp(gfp)}")
+        pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
+        if pfn >= 0:
+            return pfn
+        if gfp & _GFP_MEMALLOC and not gfp & _GFP_NOMEMALLOC:
+            pfn = self._get_page_from_freelist(zl, order, alloc_flags | ALLOC_NO_WATERMARKS,
+                                               hz, mt, cpu_node)
+            if pfn >= 0:
+                return pfn
+        if may_direct_reclaim(gfp, atomic):
+            no_progress = 0
+            while True:
+                self.effects.append(Effect("sleep", zl[0].nid,
+                                           f"direct reclaim, order {order}", int(ctx), gfp))
+                reclaimed = self._try_to_free_pages(zl, hz, SWAP_CLUSTER_MAX)
+                if reclaimed:
+                    self.effects.append(Effect("reclaim", zl[0].nid,
+                                               f"{reclaimed} page-cache pages", int(ctx), gfp))
+                pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
+                if pfn >= 0:
+                    return pfn
+                if gfp & _GFP_NORETRY:
+                    break
+                if order > PAGE_ALLOC_COSTLY_ORDER and not gfp & _GFP_RETRY_MAYFAIL:
+                    break
+                no_progress = 0 if reclaimed else no_progress + 1
+                if no_progress >= 1 and not self._reclaimable(zl, hz):
+                    break  # should_reclaim_retry(): nothing left to reclaim, OOM not modeled
+                if no_progress > MAX_RECLAIM_RETRIES:
+                    break
+        if not gfp & _GFP_NOWARN:
+            self.effects.append(Effect("warn", zl[0].nid,
+                                       f"page allocation failure: order:{order}, "
+                                       f"mode:{gfp:#x}({format_gfp(gfp)})", int(ctx), gfp))
+        return -1
+
+    def _reclaimable(self, zl: tuple[Zone, ...], hz: int) -> bool:
+        nids = {z.nid for z in zl}
+        return any(self._lru_page_ok(p, hz) for n in nids for p in self.nodes[n].lru)
+
+    def _lru_page_ok(self, pfn: int, hz: int) -> bool:
+        return self.zones[self.allocated[pfn][1]].idx <= hz
+
+    def _try_to_free_pages(self, zl: tuple[Zone, ...], hz: int, nr: int) -> int:
+        """try_to_free_pages(): shrink the LRUs of the zonelist's nodes, oldest pages first,
+        only pages in zones the request may use, until ``nr`` pages are reclaimed."""
+        done = 0
+        for nid in dict.fromkeys(z.nid for z in zl):
+            lru = self.nodes[nid].lru
+            for pfn in [p for p in lru if self._lru_page_ok(p, hz)][: nr - done]:
+                self._release_lru_page(nid, pfn)
+                done += 1
+            if done >= nr:
+                break
+        return done
+
+    def _release_lru_page(self, nid: int, pfn: int) -> None:
+        del self.nodes[nid].lru[pfn]
+        order, zid, _, _ = self.allocated.pop(pfn)
+        z = self.zones[zid]
+        self._free_pages_zone(z, pfn, order)
+
+    def _wakeup_kswapd(self, nid: int, why: str) -> None:
+        node = self.nodes[nid]
+        if not node.kswapd_awake:
+            node.kswapd_awake = True
+            self.effects.append(Effect("kswapd_wake", nid, why))
+
+    def kswapd(self, nid: int) -> int:
+        """Run kswapd on ``nid`` once (balance_pgdat): reclaim page cache until every zone is
+        above its high watermark, clear watermark boosts, go back to sleep. Returns pages
+        reclaimed."""
+        if not 0 <= nid < len(self.nodes):
+            raise BadNodeError(f"node {nid} is not online")
+        node = self.nodes[nid]
+        done = 0
+        for z in node.zones:
+            while z.free_pages <= z.wmark[WMARK_HIGH] + z.boost:
+                cands = [p for p in node.lru if self.allocated[p][1] == z.zid][:SWAP_CLUSTER_MAX]
+                if not cands:
+                    break
+                for p in cands:
+                    self._release_lru_page(nid, p)
+                done += len(cands)
+            z.boost = 0
+            z.boosted = False
+        node.kswapd_awake = False
+        self.effects.append(Effect("kswapd_run", nid, f"reclaimed {done} pages"))
+        return done
+
+    # --- page cache (the reclaimable pool) -----------------------------------------------------
+    def pagecache_add(self, nid: int, nr_pages: int, *, cpu: int = 0) -> int:
+        """Read ``nr_pages`` file pages into the page cache of ``nid`` (GFP_HIGHUSER_MOVABLE,
+        _GFP_THISNODE, order 0), as filemap readahead does; returns how many were added."""
+        if not 0 <= nid < len(self.nodes):
+            raise BadNodeError(f"node {nid} is not online")
+        self._check_cpu(cpu)
+        if self.context(cpu).atomic:
+            raise SleepInAtomicError("BUG: sleeping function called from invalid context: "
+                                     "page-cache readahead in atomic context")
+        gfp = GFP_HIGHUSER_MOVABLE | _GFP_THISNODE | _GFP_NORETRY | _GFP_NOWARN
+        added = 0
+        for _ in range(nr_pages):
+            pfn = self.alloc_pages_node(nid, gfp, 0, cpu=cpu)
+            if pfn is None:
+                break
+            order, zid, _, mt = self.allocated[pfn]
+            self.allocated[pfn] = (order, zid, OWNER_PAGECACHE, mt)
+            self.nodes[nid].lru[pfn] = None
+            added += 1
+        return added
+
+    def drop_caches(self) -> int:
+        """echo 1 > /proc/sys/vm/drop_caches: free every clean page-cache page."""
+        n = 0
+        for node in self.nodes:
+            for pfn in list(node.lru):
+                self._release_lru_page(node.nid, pfn)
+                n += 1
+        return n
+
+    # --- freeing -------------------------------------------------------------------------------
+    def free_pages_pfn(self, pfn: int, order: int) -> None:
+        """__free_pages(pfn_to_page(pfn), order), with the model's bad-input checks.
+
+        (Python mangles ``__free_pages`` inside a class, hence this name.)"""
+        rec = self.allocated.get(pfn)
+        if rec is None or rec[0] != order or rec[2] is not OWNER_PAGES or pfn in self.refs:
+            self._diagnose_free(pfn, order, rec)
+            raise AssertionError  # unreachable: _diagnose_free always raises
+        del self.allocated[pfn]
+        self._free_pages_zone(self.zones[rec[1]], pfn, order)
+
+    def _free_pages_zone(self, z: Zone, pfn: int, order: int) -> None:
+        """free_one_page()/split_large_buddy(): blocks above pageblock_order are freed one
+        pageblock at a time, each with its own pageblock migratetype."""
+        pbo = self.pageblock_order
+        flags = self.pageblock_flags
+        if order <= pbo:
+            self._free_one_page(z, pfn, order, flags[pfn >> pbo], False)
+            return
+        end = pfn + (1 << order)
+        while pfn < end:
+            self._free_one_page(z, pfn, pbo, flags[pfn >> pbo], False)
+            pfn += 1 << pbo
+
+    def _free_one_page(self, z: Zone, pfn: int, order: int, mt: int, to_tail: bool) -> None:
+        """__free_one_page(): merge with free buddies up to MAX_PAGE_ORDER, then place the
+        block at the head, or at the tail when buddy_merge_likely() (or FPI_TO_TAIL)."""
+        z.free_pages += 1 << order
+        buddy = z._buddy
+        mo = self.max_order
+        pbo = self.pageblock_order
+        buddy_pfn = 0
+        while order < mo:
+            buddy_pfn = pfn ^ (1 << order)
+            bi = buddy.get(buddy_pfn)
+            if bi is None or bi >> 3 != order:
+                break
+            if order >= pbo:
+                bmt = bi & 7
+                z.delete(buddy_pfn)
+                if bmt != mt:
+                    for i in range(1 << (order - pbo)):
+                        self.pageblock_flags[(buddy_pfn >> pbo) + i] = mt
+            else:
+                z.delete(buddy_pfn)
+            pfn &= buddy_pfn
+            order += 1
+        if not to_tail and order < mo - 1:
+            higher = buddy_pfn & pfn
+            hb = buddy.get(higher ^ (1 << (order + 1)))
+            to_tail = hb is not None and hb >> 3 == order + 1
+        z.add(pfn, order, mt, to_tail)
+
+    def _diagnose_free(self, pfn: int, order: int, rec: tuple[int, int, str, int] | None) -> None:
+        """Raise the error a kernel engineer would want for a bad free of (pfn, order)."""
+        what = f"free_pages(pfn {pfn:#x}, order {order})"
+        if type(pfn) is not int or type(order) is not int or pfn < 0 or order < 0:
+            raise UnknownAddressError(f"{what}: pfn and order must be non-negative integers")
+        if rec is not None:
+            if rec[2] is not OWNER_PAGES:
+                raise BadFreeError(f"{what}: the page belongs to the {rec[2]}, not to an "
+                                   "alloc_pages caller")
+            if rec[0] != order:
+                raise WrongOrderError(f"{what}: the block was allocated with order {rec[0]}")
+            raise PageReferencedError(f"{what}: page still has {self.refs[pfn] + 1} references "
+                                      "(get_page without put_page)")
+        z = self.zone_of_pfn(pfn)
+        if z is None:
+            raise UnknownAddressError(f"{what}: pfn is not in any zone (max_pfn {self.max_pfn:#x})")
+        head, horder, free = self.block_containing(pfn)
+        if head < 0:
+            raise BadFreeError(f"{what}: page is reserved or a hole, never given out by the "
+                               "buddy allocator (Bad page state: PageReserved)")
+        if free:
+            raise DoubleFreeError(f"{what}: page is already free, inside free block "
+                                  f"{head:#x} of order {horder} (double free; Bad page state)")
+        raise UnalignedFreeError(f"{what}: not the first page of its block: the block at "
+                                 f"{head:#x} has order {horder}")
+
+    # --- lookups -------------------------------------------------------------------------------
+    def zone_of_pfn(self, pfn: int) -> Zone | None:
+        """page_zone(pfn_to_page(pfn)), or None outside every zone span."""
+        i = bisect_right(self._zone_starts, (pfn, 1 << 62)) - 1
+        if i < 0:
+            return None
+        z = self.zones[self._zone_starts[i][1]]
+        return z if z.spans(pfn) else None
+
+    def block_containing(self, pfn: int) -> tuple[int, int, bool]:
+        """(head pfn, order, is_free) of the block containing ``pfn``; head -1 for holes and
+        reserved pages. At most MAX_PAGE_ORDER + 1 lookups."""
+        z = self.zone_of_pfn(pfn)
+        if z is None:
+            return -1, -1, False
+        for o in range(self.max_order + 1):
+            head = pfn & ~((1 << o) - 1)
+            rec = self.allocated.get(head)
+            if rec is not None and rec[0] >= o and head + (1 << rec[0]) > pfn:
+                return head, rec[0], False
+            fo = z.free_order_at(head)
+            if fo >= 0 and head + (1 << fo) > pfn:
+                return head, fo, True
+        return -1, -1, False
+
+    # --- references ----------------------------------------------------------------------------
+    def get_page(self, pfn: int) -> None:
+        """get_page(): take an extra reference on an allocated block's head page."""
+        if pfn not in self.allocated:
+            raise BadFreeError(f"get_page(pfn {pfn:#x}): not the head of an allocated block")
+        self.refs[pfn] = self.refs.get(pfn, 0) + 1
+
+    def put_page(self, pfn: int) -> None:
+        """put_page(): drop a reference taken with get_page (the allocation's own reference
+        is dropped by free_pages)."""
+        n = self.refs.get(pfn)
+        if n is None:
+            raise BadFreeError(f"put_page(pfn {pfn:#x}): no extra reference to drop")
+        if n == 1:
+            del self.refs[pfn]
+        else:
+            self.refs[pfn] = n - 1
+
+    def page_count(self, pfn: int) -> int:
+        """page_count(): 0 for free pages, 1 + extra references for allocated heads."""
+        if pfn in self.allocated:
+            return 1 + self.refs.get(pfn, 0)
+        return 0
+
+    # --- addresses -----------------------------------------------------------------------------
+    def alloc_pages(self, gfp: int, order: int, *, cpu: int = 0,
+                    ctx: Context | None = None) -> int | None:
+        """alloc_pages(gfp, order): default mempolicy, i.e. the local node of ``cpu``."""
+        return self.alloc_pages_node(NUMA_NO_NODE, gfp, order, cpu=cpu, ctx=ctx)
+
+    def get_free_pages(self, gfp: int, order: int, *, cpu: int = 0,
+                       ctx: Context | None = None) -> int:
+        """__get_free_pages(gfp, order): the direct-map address of the block, 0 on failure."""
+        self._gfp_info(gfp)
+        pfn = self.alloc_pages(gfp & ~_GFP_HIGHMEM, order, cpu=cpu, ctx=ctx)
+        return 0 if pfn is None else self.page_offset + (pfn << PAGE_SHIFT)
+
+    def free_pages(self, addr: int, order: int) -> None:
+        """free_pages(addr, order): addr 0 is ignored; otherwise a direct-map address."""
+        if addr == 0:
+            return
+        pfn = self.virt_to_pfn(addr)
+        self.free_pages_pfn(pfn, order)
+
+    def virt_to_pfn(self, addr: int) -> int:
+        """virt_addr_valid() + virt_to_pfn(): reject anything but a page-aligned direct-map
+        address of a pfn below max_pfn."""
+        off = addr - self.page_offset
+        if type(addr) is not int or off < 0 or off >= self.max_pfn << PAGE_SHIFT:
+            raise UnknownAddressError(f"address {addr:#x} is not a direct-map address "
+                                      f"(PAGE_OFFSET {self.page_offset:#x}, "
+                                      f"max_pfn {self.max_pfn:#x})")
+        if off & ((1 << PAGE_SHIFT) - 1):
+            raise UnalignedFreeError(f"address {addr:#x} is not page aligned")
+        return off >> PAGE_SHIFT
+
+    def pfn_to_virt(self, pfn: int) -> int:
+        """page_address(): the direct-map address of ``pfn``."""
+        return self.page_offset + (pfn << PAGE_SHIFT)
+
+    # --- NUMA cost -----------------------------------------------------------------------------
+    def touch(self, pfn: int, cpu: int = 0) -> int:
+        """A CPU touches a page: it pays node_distance(cpu's node, page's node)."""
+        self._check_cpu(cpu)
+        z = self.zone_of_pfn(pfn)
+        if z is None:
+            raise UnknownAddressError(f"touch(pfn {pfn:#x}): pfn is not in any zone")
+        d = self.distance[self.cpu_node[cpu]][z.nid]
+        self.access_cost[cpu] += d
+        self.accesses[cpu] += 1
+        return d
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+    def drain_effects(self) -> list[Effect]:
+        """Effects since the last drain, oldest first."""
+        out, self.effects = self.effects, []
+        return out
+
+    def nr_free_pages(self) -> int:
+        return sum(z.free_pages for z in self.zones)
