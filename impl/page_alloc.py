@@ -52,7 +52,6 @@ from spec.gfp import (
     __GFP_THISNODE,
     GFP_HIGHUSER_MOVABLE,
     MIGRATE_MOVABLE,
-    MIGRATE_PCPTYPES,
     MIGRATE_RECLAIMABLE,
     MIGRATE_UNMOVABLE,
     ZONE_DMA32,
@@ -65,22 +64,17 @@ from spec.gfp import (
     gfpflags_allow_blocking,
 )
 from spec.layout import NUMA_NO_NODE, PAGE_SHIFT
-
-# mm/internal.h ALLOC_* flags
-ALLOC_WMARK_MIN = 0
-ALLOC_WMARK_LOW = 1
-ALLOC_WMARK_HIGH = 2
-ALLOC_WMARK_MASK = 3
-ALLOC_NO_WATERMARKS = 0x04
-ALLOC_OOM = 0x08
-ALLOC_NON_BLOCK = 0x10
-ALLOC_MIN_RESERVE = 0x20
-ALLOC_CPUSET = 0x40
-ALLOC_CMA = 0x80
-ALLOC_NOFRAGMENT = 0x100
-ALLOC_HIGHATOMIC = 0x200
-ALLOC_KSWAPD = 0x800
-ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+from spec.logic import And, Bits, Not
+from spec.reserves import (
+    ALLOC_KSWAPD,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_NOFRAGMENT,
+    ALLOC_RESERVES,
+    ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MASK,
+    gfp_to_alloc_flags,
+    watermark_min_adjusted,
+)
 
 PAGE_ALLOC_COSTLY_ORDER = 3
 MAX_RECLAIM_RETRIES = 16
@@ -111,42 +105,19 @@ _GFP_RETRY_MAYFAIL = __GFP_RETRY_MAYFAIL
 _GFP_THISNODE = __GFP_THISNODE
 
 
-def gfp_to_alloc_flags(gfp: int, order: int) -> int:
-    """mm/page_alloc.c gfp_to_alloc_flags(): the slow path's watermark and reserve flags.
-
-    (No RT tasks and no CMA in the model, so those two branches are absent.)
-    """
-    alloc_flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
-    alloc_flags |= gfp & (_GFP_HIGH | _GFP_KSWAPD_RECLAIM)
-    if not gfp & _GFP_DIRECT_RECLAIM:
-        if not gfp & _GFP_NOMEMALLOC:
-            alloc_flags |= ALLOC_NON_BLOCK
-            if order > 0 and alloc_flags & ALLOC_MIN_RESERVE:
-                alloc_flags |= ALLOC_HIGHATOMIC
-        if alloc_flags & ALLOC_MIN_RESERVE:
-            alloc_flags &= ~ALLOC_CPUSET
-    return alloc_flags
+def may_direct_reclaim(gfp: Bits, ctx: Bits) -> Bits:
+    """Whether the slow path may enter direct reclaim, i.e. sleep: the caller allows blocking
+    and is in process context. (In atomic context the allocator raises SleepInAtomicError
+    before getting here; the subject adapter clears __GFP_DIRECT_RECLAIM instead.)"""
+    return And(gfpflags_allow_blocking(gfp), ctx == int(Context.PROCESS))
 
 
-def watermark_min_adjusted(mark: int, alloc_flags: int) -> int:
-    """The reserve arithmetic of __zone_watermark_ok(): _GFP_HIGH may use half of min,
-    non-blocking _GFP_HIGH (GFP_ATOMIC) a further quarter of the rest (62.5% in all)."""
-    mn = mark
-    if alloc_flags & ALLOC_RESERVES:
-        if alloc_flags & ALLOC_MIN_RESERVE:
-            mn -= mn // 2
-            if alloc_flags & ALLOC_NON_BLOCK:
-                mn -= mn // 4
-        if alloc_flags & ALLOC_OOM:
-            mn -= mn // 2
-    return mn
-
-
-def may_direct_reclaim(gfp: int, atomic: bool) -> bool:
-    """The one decision that lets the allocator sleep: _GFP_DIRECT_RECLAIM is set and the
-    caller is not atomic (in atomic context the model raises SleepInAtomicError before this
-    is reached; the subject adapter clears the bit instead). Proved in proofs/ about this code."""
-    return bool(gfpflags_allow_blocking(gfp)) and not atomic
+def alloc_enters_reclaim(gfp: Bits, ctx: Bits, fast_ok: Bits, min_ok: Bits) -> Bits:
+    """__alloc_pages()'s decision to sleep: only after the fast path (low watermark) and the
+    slow path's first attempt (min watermark with reserves) both failed, and only if
+    may_direct_reclaim(). The Z3 proof calls this very function for every mask, context and
+    memory situation."""
+    return And(Not(fast_ok), Not(min_ok), may_direct_reclaim(gfp, ctx))
 
 
 class Zone:
@@ -752,7 +723,7 @@ class PageAllocator:
                                                hz, mt, cpu_node)
             if pfn >= 0:
                 return pfn
-        if may_direct_reclaim(gfp, atomic):
+        if alloc_enters_reclaim(gfp, int(ctx), False, False):
             no_progress = 0
             while True:
                 self.effects.append(Effect("sleep", zl[0].nid,

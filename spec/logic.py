@@ -86,3 +86,12 @@ def Sum(*xs: Bits) -> Bits:
 
         return z3.Sum(*xs)
     return sum(xs)
+
+
+def udiv(x: Bits, d: int) -> Bits:
+    """Unsigned integer division by a constant: ``//`` on ints, ``z3.UDiv`` on bit-vectors."""
+    if _sym(x):
+        import z3
+
+        return z3.UDiv(x, d)
+    return x // d

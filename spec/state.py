@@ -1,0 +1,173 @@
+"""The abstract state of the page allocator: what is free, what is allocated, by whom, where.
+
+This is the specification's view, independent of how the implementation stores it (free-list
+dicts, lazy boot ranges): ``impl.abstraction.abstract()`` maps an implementation state here.
+Invariants (spec/invariants.py) are stated over :class:`PageView`, a per-pfn view that a
+concrete :class:`MemState` and the proofs' symbolic Z3 states both provide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from spec.logic import Bits
+
+
+class ZoneSpec(NamedTuple):
+    """A zone: global id, node, zone index (ZONE_DMA..), span, and the managed pfn ranges
+    (the pages the buddy allocator owns: present minus reserved)."""
+
+    zid: int
+    nid: int
+    zone: int
+    start: int
+    end: int
+    usable: tuple[tuple[int, int], ...]
+
+
+class FreeBlock(NamedTuple):
+    """A free block as the free lists hold it: the order stored in the page (page_private),
+    which list it sits on (zone, order, migratetype), and how many times it was found while
+    walking every list (exactly once, if the lists are sound)."""
+
+    pfn: int
+    order: int
+    list_zid: int
+    list_order: int
+    list_mt: int
+    times_listed: int
+
+
+class AllocBlock(NamedTuple):
+    """An allocated block: order, zone, owner (``pages``, ``pagecache``, ...), migratetype."""
+
+    pfn: int
+    order: int
+    zid: int
+    owner: str
+    mt: int
+
+
+class StepRecord(NamedTuple):
+    """What one allocation call did, for the step properties (sleep and watermark rules).
+
+    ``free_after`` is the zone's free pages after the call; ``mark`` the min watermark the call
+    had to respect after the reserve adjustment for its flags (see spec/reserves.py) plus
+    lowmem_reserve[highest_zoneidx]; ``no_watermarks`` is true for __GFP_MEMALLOC callers."""
+
+    op: str
+    gfp: int
+    ctx: int
+    order: int
+    pfn: int  # -1 when the allocation failed
+    zid: int  # -1 when the allocation failed
+    slept: bool
+    free_after: int
+    mark: int
+    no_watermarks: bool
+    zone_idx: int = -1  # ZONE_DMA.. of the block's zone
+    nid: int = -1  # node of the block
+    pref_nid: int = -1  # the node asked for (the CPU's node for NUMA_NO_NODE)
+
+
+@dataclass(frozen=True)
+class MemState:
+    """A whole concrete abstract state."""
+
+    max_order: int
+    pageblock_order: int
+    zones: tuple[ZoneSpec, ...]
+    free: dict[int, FreeBlock]
+    allocated: dict[int, AllocBlock]
+    pageblock_mt: bytes
+    nr_free: dict[tuple[int, int, int], int]  # (zid, order, mt) -> the implementation's count
+    free_pages: dict[int, int]  # zid -> the implementation's NR_FREE_PAGES
+    pfn_limit: int = 0  # pfns checked by per-pfn definitions: [0, pfn_limit)
+    _zone_at: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def zone_at(self, pfn: int) -> int:
+        """zid of the zone whose managed ranges hold ``pfn``, -1 for holes and reserved."""
+        if not self._zone_at:
+            for z in self.zones:
+                for s, e in z.usable:
+                    for p in range(s, e):
+                        self._zone_at[p] = z.zid
+        return self._zone_at.get(pfn, -1)
+
+    def view(self) -> ConcreteView:
+        return ConcreteView(self)
+
+
+class PageView(Protocol):
+    """Per-pfn accessors the invariants are written against. Results are Python values for a
+    concrete state and Z3 terms for a symbolic one; ``pfns`` and ``zids`` are concrete."""
+
+    max_order: int
+    pageblock_order: int
+    pfns: range
+    zids: tuple[int, ...]
+
+    def free_head(self, p: int) -> Bits: ...
+    def alloc_head(self, p: int) -> Bits: ...
+    def order(self, p: int) -> Bits: ...
+    def zone(self, p: int) -> Bits: ...
+    def list_zid(self, p: int) -> Bits: ...
+    def list_order(self, p: int) -> Bits: ...
+    def list_mt(self, p: int) -> Bits: ...
+    def times_listed(self, p: int) -> Bits: ...
+    def pageblock_mt(self, p: int) -> Bits: ...
+    def nr_free(self, zid: int, order: int, mt: int) -> Bits: ...
+    def free_pages(self, zid: int) -> Bits: ...
+
+
+class ConcreteView:
+    """PageView over a MemState (dict lookups)."""
+
+    def __init__(self, s: MemState) -> None:
+        self.s = s
+        self.max_order = s.max_order
+        self.pageblock_order = s.pageblock_order
+        self.pfns = range(s.pfn_limit or max(z.end for z in s.zones))
+        self.zids = tuple(z.zid for z in s.zones)
+
+    def free_head(self, p: int) -> bool:
+        return p in self.s.free
+
+    def alloc_head(self, p: int) -> bool:
+        return p in self.s.allocated
+
+    def order(self, p: int) -> int:
+        b = self.s.free.get(p)
+        if b is not None:
+            return b.order
+        a = self.s.allocated.get(p)
+        return a.order if a is not None else 0
+
+    def zone(self, p: int) -> int:
+        return self.s.zone_at(p)
+
+    def list_zid(self, p: int) -> int:
+        b = self.s.free.get(p)
+        return b.list_zid if b is not None else -1
+
+    def list_order(self, p: int) -> int:
+        b = self.s.free.get(p)
+        return b.list_order if b is not None else -1
+
+    def list_mt(self, p: int) -> int:
+        b = self.s.free.get(p)
+        return b.list_mt if b is not None else -1
+
+    def times_listed(self, p: int) -> int:
+        b = self.s.free.get(p)
+        return b.times_listed if b is not None else 0
+
+    def pageblock_mt(self, p: int) -> int:
+        return self.s.pageblock_mt[p >> self.s.pageblock_order]
+
+    def nr_free(self, zid: int, order: int, mt: int) -> int:
+        return self.s.nr_free.get((zid, order, mt), 0)
+
+    def free_pages(self, zid: int) -> int:
+        return self.s.free_pages.get(zid, 0)
