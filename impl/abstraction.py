@@ -8,9 +8,9 @@ properties. Both are linear in the state size: for tests, the model checker and 
 
 from __future__ import annotations
 
-from impl.page_alloc import MIGRATE_MOVABLE, PageAllocator
+from impl.page_alloc import PageAllocator
 from spec.context import Context
-from spec.gfp import gfp_zone
+from spec.gfp import MIGRATE_MOVABLE, gfp_zone
 from spec.invariants import step_violations, violated
 from spec.layout import NUMA_NO_NODE
 from spec.reserves import gfp_to_alloc_flags, no_watermarks, watermark_min_adjusted

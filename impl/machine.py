@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ class MachineConfig:
                     raise MachineError(f"{where}: too many lowmem_reserve entries")
                 spans.append((z.start_pfn, z.end_pfn, where))
         spans.sort()
-        for (s1, e1, w1), (s2, _e2, w2) in zip(spans, spans[1:], strict=False):
+        for (_s1, e1, w1), (s2, _e2, w2) in pairwise(spans):
             if s2 < e1:
                 raise MachineError(f"{w1} and {w2} overlap")
         return self

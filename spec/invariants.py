@@ -15,10 +15,12 @@ was allowed to sleep, and how far into the reserves it went.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
-from spec.gfp import MIGRATE_PCPTYPES, __GFP_THISNODE, gfp_zone
+from spec.gfp import __GFP_THISNODE, MIGRATE_PCPTYPES, gfp_zone
 from spec.logic import And, Bits, If, Implies, Not, Or, Sum
 from spec.reserves import may_sleep
 from spec.state import MemState, PageView, StepRecord
@@ -92,49 +94,74 @@ def _covering(v: PageView, q: int) -> Bits:
 
 
 # --- fast (block-level) evaluations --------------------------------------------------------
+# Each mirrors its per-pfn definition exactly (same order precedence: a free head's order wins,
+# as in PageView.order), at a cost linear in the number of blocks and ranges.
 
-def _blocks(s: MemState) -> list[tuple[int, int]]:
-    return sorted([(b.pfn, b.order) for b in s.free.values()]
-                  + [(b.pfn, b.order) for b in s.allocated.values()])
+def _heads(s: MemState) -> dict[int, int]:
+    out = {p: b.order for p, b in s.allocated.items()}
+    out.update({p: b.order for p, b in s.free.items()})
+    return out
+
+
+def _segments(s: MemState) -> list[tuple[int, int, int, bool]]:
+    """Maximal pfn segments (start, end, blocks covering, usable) of [0, pfn limit)."""
+    limit = s.pfn_limit or max(z.end for z in s.zones)
+    delta: dict[int, int] = {}
+    for pfn, o in _heads(s).items():
+        if 0 <= o <= s.max_order and pfn % (1 << o) == 0:  # as _covering: aligned blocks
+            delta[pfn] = delta.get(pfn, 0) + 1
+            delta[pfn + (1 << o)] = delta.get(pfn + (1 << o), 0) - 1
+    usable = sorted(r for z in s.zones for r in z.usable)
+    udelta: dict[int, int] = {}
+    for st, e in usable:
+        udelta[st] = udelta.get(st, 0) + 1
+        udelta[e] = udelta.get(e, 0) - 1
+    points = sorted({0, limit, *delta, *udelta})
+    out = []
+    cov = use = 0
+    for x, y in pairwise(points):
+        cov += delta.get(x, 0)
+        use += udelta.get(x, 0)
+        if x >= limit:
+            break
+        out.append((x, min(y, limit), cov, use > 0))
+    return out
 
 
 def _fast_partition(s: MemState) -> bool:
-    usable = sorted(r for z in s.zones for r in z.usable)
-    total = sum(e - st for st, e in usable)
-    covered = 0
-    for pfn, order in _blocks(s):
-        if order < 0:
-            return False
-        end = pfn + (1 << order)
-        if not any(st <= pfn and end <= e for st, e in usable):
-            return False
-        covered += 1 << order
-    return covered == total and _fast_no_overlap(s)
-
-
-def _fast_no_overlap(s: MemState) -> bool:
-    if set(s.free) & set(s.allocated):
-        return False
-    last_end = -1
-    for pfn, order in _blocks(s):
-        if pfn < last_end:
-            return False
-        last_end = pfn + (1 << max(order, 0))
-    return True
+    return all(c == 1 for _x, _y, c, u in _segments(s) if u)
 
 
 def _fast_no_stray(s: MemState) -> bool:
-    usable = sorted(r for z in s.zones for r in z.usable)
-    return all(any(st <= pfn and pfn + (1 << max(o, 0)) <= e for st, e in usable)
-               for pfn, o in _blocks(s))
+    return all(c == 0 for _x, _y, c, u in _segments(s) if not u)
+
+
+def _fast_no_overlap(s: MemState) -> bool:
+    return not (set(s.free) & set(s.allocated)) and all(c <= 1 for *_r, c, _u in _segments(s))
 
 
 def _fast_alignment(s: MemState) -> bool:
-    return all(0 <= o <= s.max_order and pfn % (1 << o) == 0 for pfn, o in _blocks(s))
+    return all(0 <= o <= s.max_order and pfn % (1 << o) == 0 for pfn, o in _heads(s).items())
 
 
 def _fast_one_zone(s: MemState) -> bool:
-    return all(s.zone_at(pfn) == s.zone_at(pfn + (1 << max(o, 0)) - 1) for pfn, o in _blocks(s))
+    ranges = sorted((st, e, z.zid) for z in s.zones for st, e in z.usable)
+    starts = [r[0] for r in ranges]
+    limit = s.pfn_limit or max(z.end for z in s.zones)
+    for pfn, o in _heads(s).items():
+        if not 1 <= o <= s.max_order or pfn >= limit or pfn % (1 << o):
+            continue
+        end = min(pfn + (1 << o), limit)
+        i = bisect_right(starts, pfn) - 1
+        if i >= 0 and ranges[i][0] <= pfn < ranges[i][1]:
+            if end > ranges[i][1] and s.zone_at(ranges[i][1]) != ranges[i][2]:
+                return False
+            if end > ranges[i][1] and any(s.zone_at(q) != ranges[i][2]
+                                          for q in range(ranges[i][1], end)):
+                return False
+        elif i + 1 < len(ranges) and ranges[i + 1][0] < end:
+            return False
+    return True
 
 
 def _fast_listed_once(s: MemState) -> bool:
@@ -160,16 +187,17 @@ def _fast_nr_free(s: MemState) -> bool:
     counted: dict[tuple[int, int, int], int] = {}
     for b in s.free.values():
         key = (b.list_zid, b.list_order, b.list_mt)
-        counted[key] = counted.get(key, 0) + b.times_listed
-    keys = set(counted) | {k for k, n in s.nr_free.items() if n}
-    return all(counted.get(k, 0) == s.nr_free.get(k, 0) for k in keys)
+        counted[key] = counted.get(key, 0) + 1
+    return all(counted.get(k, 0) == s.nr_free.get(k, 0)
+               for k in ((z.zid, o, mt) for z in s.zones for o in range(s.max_order + 1)
+                         for mt in range(MIGRATE_PCPTYPES)))
 
 
 def _fast_free_pages(s: MemState) -> bool:
     sums: dict[int, int] = {}
     for b in s.free.values():
         z = s.zone_at(b.pfn)
-        sums[z] = sums.get(z, 0) + (1 << max(b.order, 0))
+        sums[z] = sums.get(z, 0) + ((1 << b.order) if 0 <= b.order <= s.max_order else 0)
     return all(sums.get(z.zid, 0) == s.free_pages.get(z.zid, 0) for z in s.zones)
 
 
