@@ -22,6 +22,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from impl.buddy import expand_halves
 from impl.machine import MachineConfig, ZoneConfig
@@ -67,6 +68,7 @@ from spec.layout import NUMA_NO_NODE, PAGE_SHIFT
 from spec.logic import And, Bits, Not
 from spec.reserves import (
     ALLOC_KSWAPD,
+    ALLOC_MIN_RESERVE,
     ALLOC_NO_WATERMARKS,
     ALLOC_NOFRAGMENT,
     ALLOC_RESERVES,
@@ -289,9 +291,8 @@ class PageAllocator:
     raises a :class:`spec.errors.KmemError` subclass without changing any state.
     """
 
-    def __init__(self, machine: MachineConfig | None = None, *, debug: bool = False) -> None:
+    def __init__(self, machine: MachineConfig | None = None) -> None:
         self.machine = m = (machine or MachineConfig.default()).validate()
-        self.debug = debug
         self.max_order = m.max_order
         self.pageblock_order = m.pageblock_order
         self.page_offset = m.page_offset
@@ -312,7 +313,8 @@ class PageAllocator:
             self.nodes.append(NodeState(ncfg.nid, ncfg.cpus, zs, {}))
         self._zone_starts = sorted((z.start, z.zid) for z in self.zones)
         self.max_pfn = m.max_pfn
-        self.pageblock_flags = bytearray([MIGRATE_MOVABLE]) * ((self.max_pfn >> self.pageblock_order) + 1)
+        nr_pageblocks = (self.max_pfn >> self.pageblock_order) + 1
+        self.pageblock_flags = bytearray([MIGRATE_MOVABLE]) * nr_pageblocks
         self.allocated: dict[int, tuple[int, int, str, int]] = {}
         self.refs: dict[int, int] = {}  # extra references (get_page) beyond the first
         self.ctx: dict[int, list[Context]] = {c: [] for c in self.cpu_node}
@@ -321,7 +323,8 @@ class PageAllocator:
         self.accesses: dict[int, int] = dict.fromkeys(self.cpu_node, 0)
         self._zonelists: dict[tuple[int, int, bool], tuple[Zone, ...]] = {}
         self._gfp_cache: dict[int, tuple[int, int, bool]] = {}
-        self._node_order = {n.nid: self._build_node_order(n.nid) for n in m.nodes}
+        node_load = [0] * len(m.nodes)  # build_zonelists' static node_load[], shared by nodes
+        self._node_order = {n.nid: self._build_node_order(n.nid, node_load) for n in m.nodes}
         self._hit_zid = -1
         # alloc_flags_nofragment(): a Normal zone whose node also has a populated DMA32 (any
         # Normal zone on a one-node machine) avoids fragmenting fallbacks on the fast path.
@@ -369,13 +372,13 @@ class PageAllocator:
                 self._free_one_page(z, pfn, order, MIGRATE_MOVABLE, to_tail=True)
                 pfn += 1 << order
 
-    def _build_node_order(self, local: int) -> tuple[int, ...]:
+    def _build_node_order(self, local: int, node_load: list[int]) -> tuple[int, ...]:
         """build_zonelists()/find_next_best_node(): local node first, then by distance with
-        the kernel's penalties and round-robin tie-breaking (node_load)."""
+        the kernel's penalties and round-robin tie-breaking (node_load, which persists from
+        one node's build to the next, as the kernel's static array does)."""
         n = len(self.machine.nodes)
         order = [local]
         used = {local}
-        node_load = [0] * n
         prev_val = None
         has_cpus = [bool(nd.cpus) for nd in self.machine.nodes]
         while len(order) < n:
@@ -392,7 +395,7 @@ class PageAllocator:
                     best, best_val = cand, val
             used.add(best)
             if prev_val is None or self.distance[local][best] != prev_val:
-                node_load[best] = n
+                node_load[best] += 1
             prev_val = self.distance[local][best]
             order.append(best)
         return tuple(order)
@@ -433,6 +436,8 @@ class PageAllocator:
         """Leave the innermost context, which must be ``ctx``."""
         self._check_cpu(cpu)
         st = self.ctx[cpu]
+        if not isinstance(ctx, Context):
+            raise ContextError(f"cannot exit {ctx!r}: not a calling context")
         if not st or st[-1] is not ctx:
             raise ContextError(f"cpu {cpu} is not in {ctx.name.lower()} context "
                                f"(current: {self.context(cpu).name.lower()})")
@@ -443,7 +448,8 @@ class PageAllocator:
         info = self._gfp_cache.get(gfp)
         if info is None:
             check_gfp(gfp)
-            info = (int(gfp_zone(gfp)), int(gfp_migratetype(gfp)), bool(gfpflags_allow_blocking(gfp)))
+            info = (int(gfp_zone(gfp)), int(gfp_migratetype(gfp)),
+                    bool(gfpflags_allow_blocking(gfp)))
             self._gfp_cache[gfp] = info
         return info
 
@@ -462,7 +468,7 @@ class PageAllocator:
             raise BadNodeError(f"cpu {cpu} does not exist (cpus: {sorted(self.cpu_node)})")
         if nid == NUMA_NO_NODE:
             nid = cpu_node
-        elif not (0 <= nid < len(self.nodes)) or type(nid) is not int:
+        elif type(nid) is not int or not 0 <= nid < len(self.nodes):
             raise BadNodeError(f"node {nid} is not online (nodes 0..{len(self.nodes) - 1})")
         if type(order) is not int or order < 0:
             raise GfpError(f"order must be a non-negative integer, got {order!r}")
@@ -486,7 +492,11 @@ class PageAllocator:
         """__alloc_pages(): fast path at the low watermark, then the slow path."""
         hz, mt, _ = info
         zl = self.zonelist(nid, hz, bool(gfp & _GFP_THISNODE))
-        if not zl:
+        if not zl:  # no preferred zone: the slow path goes straight to nopage/warn_alloc
+            if not gfp & _GFP_NOWARN:
+                self.effects.append(Effect("warn", nid, f"page allocation failure: order:"
+                                           f"{order}, mode:{gfp:#x}({format_gfp(gfp)})",
+                                           int(ctx), gfp))
             return None
         pref = zl[0]
         # alloc_flags_nofragment(): preferred zone Normal with a populated DMA32 sibling
@@ -514,8 +524,8 @@ class PageAllocator:
                     alloc_flags &= ~ALLOC_NOFRAGMENT
                     retry = True
                     break
-                if not (alloc_flags & ALLOC_NO_WATERMARKS) and not self._watermark_ok(
-                        z, order, z.wmark[wm_idx] + z.boost, hz, alloc_flags):
+                if not (alloc_flags & ALLOC_NO_WATERMARKS) and not self._watermark_fast(
+                        z, order, wm_idx, hz, alloc_flags):
                     continue
                 pfn = self._rmqueue(z, order, mt, alloc_flags)
                 if pfn >= 0:
@@ -540,6 +550,16 @@ class PageAllocator:
                 alloc_flags &= ~ALLOC_NOFRAGMENT
                 continue
             return -1
+
+    def _watermark_fast(self, z: Zone, order: int, wm_idx: int, hz: int,
+                        alloc_flags: int) -> bool:
+        """zone_watermark_fast(): the boosted mark, except that order-0 __GFP_HIGH requests
+        checked at the min watermark ignore the boost (so kswapd, not failure, follows)."""
+        if self._watermark_ok(z, order, z.wmark[wm_idx] + z.boost, hz, alloc_flags):
+            return True
+        return bool(not order and alloc_flags & ALLOC_MIN_RESERVE and z.boost
+                    and wm_idx == WMARK_MIN
+                    and self._watermark_ok(z, order, z.wmark[WMARK_MIN], hz, alloc_flags))
 
     def _watermark_ok(self, z: Zone, order: int, mark: int, hz: int, alloc_flags: int) -> bool:
         """__zone_watermark_ok() with free_pages = NR_FREE_PAGES (no CMA, no highatomic)."""
@@ -600,8 +620,7 @@ class PageAllocator:
 
     def _can_steal_fallback(self, order: int, mt: int) -> bool:
         pbo = self.pageblock_order
-        return (order >= pbo or order >= pbo // 2 or mt == MIGRATE_RECLAIMABLE
-                or mt == MIGRATE_UNMOVABLE)
+        return order >= pbo or order >= pbo // 2 or mt in (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE)
 
     def _rmqueue_claim(self, z: Zone, order: int, mt: int, alloc_flags: int) -> int:
         """__rmqueue_claim(): largest block of a fallback type, claiming its pageblock(s)."""
@@ -719,8 +738,9 @@ class PageAllocator:
         if pfn >= 0:
             return pfn
         if gfp & _GFP_MEMALLOC and not gfp & _GFP_NOMEMALLOC:
-            pfn = self._get_page_from_freelist(zl, order, alloc_flags | ALLOC_NO_WATERMARKS,
-                                               hz, mt, cpu_node)
+            # reserve_flags: kept for the reclaim retries too, as the kernel's retry loop does
+            alloc_flags |= ALLOC_NO_WATERMARKS
+            pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
             if pfn >= 0:
                 return pfn
         if alloc_enters_reclaim(gfp, int(ctx), False, False):
@@ -763,7 +783,7 @@ class PageAllocator:
         done = 0
         for nid in dict.fromkeys(z.nid for z in zl):
             lru = self.nodes[nid].lru
-            for pfn in [p for p in lru if self._lru_page_ok(p, hz)][: nr - done]:
+            for pfn in list(islice((p for p in lru if self._lru_page_ok(p, hz)), nr - done)):
                 self._release_lru_page(nid, pfn)
                 done += 1
             if done >= nr:
@@ -786,13 +806,14 @@ class PageAllocator:
         """Run kswapd on ``nid`` once (balance_pgdat): reclaim page cache until every zone is
         above its high watermark, clear watermark boosts, go back to sleep. Returns pages
         reclaimed."""
-        if not 0 <= nid < len(self.nodes):
+        if type(nid) is not int or not 0 <= nid < len(self.nodes):
             raise BadNodeError(f"node {nid} is not online")
         node = self.nodes[nid]
         done = 0
         for z in node.zones:
             while z.free_pages <= z.wmark[WMARK_HIGH] + z.boost:
-                cands = [p for p in node.lru if self.allocated[p][1] == z.zid][:SWAP_CLUSTER_MAX]
+                cands = list(islice((p for p in node.lru if self.allocated[p][1] == z.zid),
+                                    SWAP_CLUSTER_MAX))
                 if not cands:
                     break
                 for p in cands:
@@ -808,7 +829,7 @@ class PageAllocator:
     def pagecache_add(self, nid: int, nr_pages: int, *, cpu: int = 0) -> int:
         """Read ``nr_pages`` file pages into the page cache of ``nid`` (GFP_HIGHUSER_MOVABLE,
         _GFP_THISNODE, order 0), as filemap readahead does; returns how many were added."""
-        if not 0 <= nid < len(self.nodes):
+        if type(nid) is not int or not 0 <= nid < len(self.nodes):
             raise BadNodeError(f"node {nid} is not online")
         self._check_cpu(cpu)
         if self.context(cpu).atomic:
@@ -841,7 +862,7 @@ class PageAllocator:
 
         (Python mangles ``__free_pages`` inside a class, hence this name.)"""
         rec = self.allocated.get(pfn)
-        if rec is None or rec[0] != order or rec[2] is not OWNER_PAGES or pfn in self.refs:
+        if rec is None or rec[0] != order or rec[2] != OWNER_PAGES or pfn in self.refs:
             self._diagnose_free(pfn, order, rec)
             raise AssertionError  # unreachable: _diagnose_free always raises
         del self.allocated[pfn]
@@ -895,7 +916,7 @@ class PageAllocator:
         if type(pfn) is not int or type(order) is not int or pfn < 0 or order < 0:
             raise UnknownAddressError(f"{what}: pfn and order must be non-negative integers")
         if rec is not None:
-            if rec[2] is not OWNER_PAGES:
+            if rec[2] != OWNER_PAGES:
                 raise BadFreeError(f"{what}: the page belongs to the {rec[2]}, not to an "
                                    "alloc_pages caller")
             if rec[0] != order:
@@ -987,8 +1008,10 @@ class PageAllocator:
     def virt_to_pfn(self, addr: int) -> int:
         """virt_addr_valid() + virt_to_pfn(): reject anything but a page-aligned direct-map
         address of a pfn below max_pfn."""
+        if type(addr) is not int:
+            raise UnknownAddressError(f"address {addr!r} is not an integer")
         off = addr - self.page_offset
-        if type(addr) is not int or off < 0 or off >= self.max_pfn << PAGE_SHIFT:
+        if off < 0 or off >= self.max_pfn << PAGE_SHIFT:
             raise UnknownAddressError(f"address {addr:#x} is not a direct-map address "
                                       f"(PAGE_OFFSET {self.page_offset:#x}, "
                                       f"max_pfn {self.max_pfn:#x})")

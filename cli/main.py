@@ -1,0 +1,198 @@
+"""``kmemspec``: show the /proc views of a booted machine, run scenarios, or be a protocol subject.
+
+    kmemspec show buddyinfo [--machine tiny] [--cpus 8]
+    kmemspec run scenarios/basic.scn [--machine machines/small-numa.json] [--views zoneinfo]
+    kmemspec subject [--name NAME] < requests.jsonl
+
+Errors of the model (:class:`spec.errors.KmemError`: a bad machine file, an unknown view, an
+unparsable scenario line) end the command with one ``kmemspec: error: ...`` line on stderr and
+exit status 2, never a traceback. ``run`` exits 1 when an ``expect_*`` line did not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+
+from cli.scenario import OPS, Outcome, parse_scenario, run_steps
+from cli.subject import run_subject
+from impl.machine import MachineConfig
+from impl.page_alloc import PageAllocator
+from impl.views import VIEW_PATHS, VIEWS
+from spec.errors import KmemError, ScenarioError
+
+DEFAULT_RUN_VIEWS = ("buddyinfo", "numastat")
+
+
+class CliError(KmemError, ValueError):
+    """A bad command-line value (unknown view, --cpus below 1)."""
+
+
+def with_cpus(m: MachineConfig, cpus_per_node: int) -> MachineConfig:
+    """The same machine with ``cpus_per_node`` CPUs on every node, numbered node by node
+    (node 0: 0..N-1, node 1: N..2N-1, ...). For the default machine this is exactly
+    MachineConfig.numa(cpus_per_node=N); it works the same way for any machine."""
+    if cpus_per_node < 1:
+        raise CliError(f"--cpus must be at least 1, got {cpus_per_node}")
+    nodes = tuple(replace(n, cpus=tuple(range(i * cpus_per_node, (i + 1) * cpus_per_node)))
+                  for i, n in enumerate(m.nodes))
+    return replace(m, nodes=nodes).validate()
+
+
+def boot(machine: str, cpus: int | None) -> PageAllocator:
+    """MachineConfig.named(machine), optionally re-CPU'd, booted."""
+    m = MachineConfig.named(machine)
+    if cpus is not None:
+        m = with_cpus(m, cpus)
+    return PageAllocator(m)
+
+
+def scenario_machine(text: str, path: Path) -> str | None:
+    """A scenario's own machine: a ``# machine: NAME`` comment line (a machine name, or a
+    machine file relative to the working directory or else to the scenario's directory)."""
+    for line in text.splitlines():
+        m = re.match(r"\s*#\s*machine:\s*(\S+)", line)
+        if m:
+            name = m.group(1)
+            if not Path(name).exists() and (path.parent / name).exists():
+                return str(path.parent / name)
+            return name
+    return None
+
+
+def check_view(name: str) -> str:
+    if name not in VIEWS:
+        raise CliError(f"unknown view {name!r} (views: {', '.join(VIEWS)})")
+    return name
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print one view of a freshly booted machine, byte for byte as the kernel would."""
+    view = check_view(args.view)
+    a = boot(args.machine, args.cpus)
+    sys.stdout.write(VIEWS[view](a))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Parse the whole scenario, run it, then print the views and the summary."""
+    views = [check_view(v.strip()) for v in args.views.split(",") if v.strip()]
+    path = Path(args.scenario)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ScenarioError(f"cannot read scenario {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"scenario {path} is not UTF-8 text") from None
+    steps = parse_scenario(text, str(path))
+    a = boot(args.machine or scenario_machine(text, path) or "default", args.cpus)
+    console = Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+    def emit(o: Outcome) -> None:
+        if args.json:
+            sys.stdout.write(json.dumps(o.record) + "\n")
+        else:
+            style = ("red" if "error" in o.record or o.failed_expectation else
+                     "yellow" if o.record.get("effects") else None)
+            console.print(o.text, style=style)
+
+    summary = run_steps(a, steps, emit)
+    if args.json:
+        for v in views:
+            sys.stdout.write(json.dumps({"view": v, "text": VIEWS[v](a)}) + "\n")
+        sys.stdout.write(json.dumps({"summary": summary.as_dict()}) + "\n")
+    else:
+        for v in views:
+            sys.stdout.write("\n")
+            if v != "numastat":  # that view heads each node's file itself
+                sys.stdout.write(f"==> {VIEW_PATHS[v]} <==\n")
+            sys.stdout.write(VIEWS[v](a))
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        for line in summary.lines():
+            console.print(line, style="bold red" if "FAILED" in line else None)
+    return 1 if summary.expect_failed else 0
+
+
+def cmd_subject(args: argparse.Namespace) -> int:
+    """Speak the subject protocol on stdin/stdout (see docs/protocol.md)."""
+    return run_subject(args.name, verbose=args.verbose)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kmemspec",
+        description="An executable model of the Linux 6.12.117 page allocator.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def machine_opts(sp: argparse.ArgumentParser, from_scenario: bool = False) -> None:
+        extra = (" (default: the scenario's '# machine: NAME' line, else default)"
+                 if from_scenario else " (default: %(default)s)")
+        sp.add_argument("--machine", "-m", default=None if from_scenario else "default",
+                        help="default, tiny, <N>gib, <N>tib, or a machine file "
+                             "(hello-shaped JSON, see machines/)" + extra)
+        sp.add_argument("--cpus", type=int, default=None, metavar="N",
+                        help="give every node N CPUs, numbered node by node "
+                             "(on the default machine: MachineConfig.numa(cpus_per_node=N))")
+
+    sp = sub.add_parser("show", help="print a /proc or sysfs view of a freshly booted machine")
+    sp.add_argument("view", metavar="VIEW", help=f"one of: {', '.join(VIEWS)}")
+    machine_opts(sp)
+    sp.set_defaults(func=cmd_show)
+
+    ops = "\n".join(" ".join(["  " + name, *(f"{k}=" for k in spec.fields),
+                              *(["as=NAME"] if spec.binds else [])]) for name, spec in OPS.items())
+    sp = sub.add_parser(
+        "run", help="run a scenario file (one operation per line)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a scenario: one operation per line, as a JSON object with the fields "
+                    "of a subject-protocol request, or as 'op key=value ...'. $NAME refers to "
+                    "a result named with as=NAME; expect_null / expect_error check an "
+                    "outcome (exit 1 if one does not hold). '# machine: NAME' picks the "
+                    "scenario's machine.",
+        epilog="operations:\n" + ops)
+    sp.add_argument("scenario", metavar="SCENARIO")
+    machine_opts(sp, from_scenario=True)
+    sp.add_argument("--views", default=",".join(DEFAULT_RUN_VIEWS),
+                    help="comma-separated views to print at the end ('' for none; default "
+                         "%(default)s)")
+    sp.add_argument("--json", action="store_true",
+                    help="JSON Lines output: one object per op, per view, then the summary")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("subject", help="serve the subject protocol on stdin/stdout")
+    sp.add_argument("--name", default="kmemspec", help="name given in the hello answer")
+    sp.add_argument("--verbose", "-v", action="store_true",
+                    help="log watermarks and every effect to stderr")
+    sp.set_defaults(func=cmd_subject)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``kmemspec`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        rc: int = args.func(args)
+        return rc
+    except KmemError as e:
+        sys.stdout.flush()
+        msg = str(e).replace("\n", " ")
+        print(f"kmemspec: error: {msg}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `kmemspec show zoneinfo | head`: quiet, as cat would be
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

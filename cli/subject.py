@@ -1,0 +1,191 @@
+"""The reference subject: the model speaking the subject protocol (version 1, feature ``pages``).
+
+JSON Lines on stdin/stdout, as /work/shared/design/oracle-protocol.md and docs/protocol.md
+describe. Only answers go to stdout: while serving, ``sys.stdout`` points at stderr so that a
+stray print anywhere in the model cannot break the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any, TextIO
+
+from impl.machine import MachineConfig
+from impl.page_alloc import PageAllocator
+from spec.context import Context
+from spec.errors import KmemError
+from spec.gfp import __GFP_DIRECT_RECLAIM, parse_gfp
+from spec.layout import NUMA_NO_NODE
+
+PROTOCOL_VERSION = 1
+FEATURES = ["pages"]
+OTHER_FEATURE_OPS = ("kmalloc", "kfree", "kmem_cache_create", "kmem_cache_alloc",
+                     "kmem_cache_free", "kmem_cache_destroy", "vmalloc", "vfree")
+_DIRECT_RECLAIM = __GFP_DIRECT_RECLAIM  # no name mangling inside the class
+
+
+class BadRequestError(Exception):
+    """A request this subject answers with ``error``: malformed, or invalid per the protocol."""
+
+
+def _int(msg: dict[str, Any], key: str, default: int | None = None, *,
+         nonneg: bool = False) -> int:
+    v = msg.get(key, default)
+    if v is None:
+        raise BadRequestError(f"missing field {key!r}")
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise BadRequestError(f"field {key!r} must be an integer, got {v!r}")
+    if nonneg and v < 0:
+        raise BadRequestError(f"field {key!r} must be non-negative, got {v}")
+    return v
+
+
+def _str(msg: dict[str, Any], key: str, default: str | None = None) -> str:
+    v = msg.get(key, default)
+    if v is None:
+        raise BadRequestError(f"missing field {key!r}")
+    if not isinstance(v, str):
+        raise BadRequestError(f"field {key!r} must be a string, got {v!r}")
+    return v
+
+
+class Subject:
+    """One protocol session: ``None`` allocator until ``hello``."""
+
+    def __init__(self, name: str = "kmemspec", *, verbose: bool = False,
+                 log: TextIO | None = None) -> None:
+        self.name = name
+        self.verbose = verbose
+        self.log = log if log is not None else sys.stderr
+        self.a: PageAllocator | None = None
+
+    def _diag(self, text: str) -> None:
+        print(f"kmemspec subject: {text}", file=self.log, flush=True)
+
+    def handle(self, msg: Any) -> tuple[dict[str, Any], bool]:
+        """Answer one decoded request; (answer, session over)."""
+        seq = msg.get("seq") if isinstance(msg, dict) else None
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            return {"seq": seq, "error": "request must be a JSON object with an integer seq"}, False
+        assert isinstance(msg, dict)
+        op = msg.get("op")
+        try:
+            if op == "bye":
+                return {"seq": seq, "ok": True}, True
+            if op == "hello":
+                return self._hello(seq, msg), False
+            if op in ("alloc_pages", "free_pages"):
+                if self.a is None:
+                    raise BadRequestError(f"{op} before hello")
+                if op == "alloc_pages":
+                    return self._alloc_pages(seq, msg, self.a), False
+                return self._free_pages(seq, msg, self.a), False
+            if op in OTHER_FEATURE_OPS:
+                raise BadRequestError(f"op {op!r} is not implemented "
+                                      f"(features: {', '.join(FEATURES)})")
+            raise BadRequestError(f"unknown op {op!r}")
+        except (BadRequestError, KmemError) as e:
+            if self.a is not None:
+                self.a.drain_effects()
+            return {"seq": seq, "error": str(e).replace("\n", " ")}, False
+
+    def _hello(self, seq: int, msg: dict[str, Any]) -> dict[str, Any]:
+        if self.a is not None:
+            raise BadRequestError("hello already received")
+        version = msg.get("protocol", PROTOCOL_VERSION)
+        if version != PROTOCOL_VERSION:
+            raise BadRequestError(f"protocol {version!r} not supported (this subject speaks "
+                             f"{PROTOCOL_VERSION})")
+        self.a = PageAllocator(MachineConfig.from_hello(msg))
+        if self.verbose:
+            for z in self.a.zones:
+                self._diag(f"node {z.nid} {z.name}: pfn {z.start:#x}-{z.end:#x}, watermarks "
+                           f"min {z.wmark[0]} low {z.wmark[1]} high {z.wmark[2]}, "
+                           f"lowmem_reserve {z.lowmem_reserve}")
+        return {"seq": seq, "ok": True, "name": self.name, "features": FEATURES}
+
+    def _alloc_pages(self, seq: int, msg: dict[str, Any], a: PageAllocator) -> dict[str, Any]:
+        order = _int(msg, "order", nonneg=True)
+        gfp = parse_gfp(_str(msg, "gfp"), ignore_hex=True)
+        nid = _int(msg, "nid", NUMA_NO_NODE)
+        cpu = _int(msg, "cpu", 0)
+        ctx = Context.parse(_str(msg, "ctx", "process"))
+        if ctx.atomic:
+            # alloc_pages has no invalid requests: a blocking mask in atomic context is served
+            # as the same mask without __GFP_DIRECT_RECLAIM, so it never sleeps (the model
+            # itself would raise SleepInAtomicError). See docs/protocol.md.
+            gfp &= ~_DIRECT_RECLAIM
+        if cpu not in a.cpu_node:
+            raise BadRequestError(f"cpu {cpu} does not exist")
+        if nid != NUMA_NO_NODE and not 0 <= nid < len(a.nodes):
+            raise BadRequestError(f"node {nid} is not online")
+        self._run_kswapds(a)
+        pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
+        if (pfn is None and not ctx.atomic and gfp & _DIRECT_RECLAIM and order <= a.max_order
+                and any(z.boost for z in a.zones)):
+            # The task sleeps in the slow path while the kswapd it woke runs balance_pgdat()
+            # and drops the watermark boost that made the min watermark unreachable; then it
+            # retries (should_reclaim_retry). The model runs kswapd only when asked, so ask.
+            self._run_kswapds(a)
+            pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
+        effects = a.drain_effects()
+        ans: dict[str, Any] = {"seq": seq, "pfn": pfn}
+        if any(e.kind == "sleep" for e in effects):
+            ans["slept"] = True
+        if self.verbose:
+            for e in effects:
+                self._diag(f"seq {seq}: {e.kind} node {e.nid}: {e.detail}")
+        return ans
+
+    @staticmethod
+    def _run_kswapds(a: PageAllocator) -> None:
+        """Let kswapd run on every node where it was woken or a zone is boosted, as it would
+        between two system calls: reclaim to the high watermark, clear watermark boosts."""
+        for node in a.nodes:
+            if node.kswapd_awake or any(z.boost for z in node.zones):
+                a.kswapd(node.nid)
+
+    def _free_pages(self, seq: int, msg: dict[str, Any], a: PageAllocator) -> dict[str, Any]:
+        pfn = _int(msg, "pfn", nonneg=True)
+        order = _int(msg, "order", nonneg=True)
+        a.free_pages_pfn(pfn, order)
+        a.drain_effects()
+        return {"seq": seq, "ok": True}
+
+    def serve(self, inp: TextIO, out: TextIO) -> int:
+        """Answer requests until ``bye`` (exit 0) or end of input (exit 0, noted on stderr)."""
+        while True:
+            line = inp.readline()
+            if not line:
+                self._diag("end of input without bye")
+                return 0
+            if not line.strip():
+                continue
+            try:
+                msg: Any = json.loads(line)
+            except json.JSONDecodeError as e:
+                ans: dict[str, Any] = {"seq": None, "error": f"not JSON: {e.msg}"}
+                done = False
+            else:
+                try:
+                    ans, done = self.handle(msg)
+                except Exception as e:  # a model bug: report it, keep the session alive
+                    traceback.print_exc(file=self.log)
+                    seq = msg.get("seq") if isinstance(msg, dict) else None
+                    ans, done = {"seq": seq, "error": f"internal error: {e!r}"}, False
+            out.write(json.dumps(ans) + "\n")
+            out.flush()
+            if done:
+                return 0
+
+
+def run_subject(name: str, verbose: bool = False) -> int:
+    """Serve stdin/stdout; everything else printed meanwhile goes to stderr."""
+    real_out = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        return Subject(name, verbose=verbose).serve(sys.stdin, real_out)
+    finally:
+        sys.stdout = real_out
