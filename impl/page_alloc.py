@@ -476,15 +476,16 @@ class PageAllocator:
             st = self.ctx[cpu]
             ctx = st[-1] if st else Context.PROCESS
         atomic = ctx is not Context.PROCESS
-        if atomic and info[2]:
-            raise SleepInAtomicError(
-                f"BUG: sleeping function called from invalid context: alloc_pages_node("
-                f"{nid}, {format_gfp(gfp)}, {order}) in {ctx.name.lower()} context on cpu {cpu}")
+        # __alloc_pages(): the order check (and its WARN) comes before might_alloc()
         if order > self.max_order:
             if not gfp & _GFP_NOWARN:
                 self.effects.append(Effect("warn", nid, f"WARN_ON_ONCE(order {order} > "
                                            f"MAX_PAGE_ORDER {self.max_order})", int(ctx), gfp))
             return None
+        if atomic and info[2]:
+            raise SleepInAtomicError(
+                f"BUG: sleeping function called from invalid context: alloc_pages_node("
+                f"{nid}, {format_gfp(gfp)}, {order}) in {ctx.name.lower()} context on cpu {cpu}")
         return self._alloc(nid, gfp, order, info, cpu_node, atomic, ctx)
 
     def _alloc(self, nid: int, gfp: int, order: int, info: tuple[int, int, bool],
@@ -803,22 +804,29 @@ class PageAllocator:
             self.effects.append(Effect("kswapd_wake", nid, why))
 
     def kswapd(self, nid: int) -> int:
-        """Run kswapd on ``nid`` once (balance_pgdat): reclaim page cache until every zone is
-        above its high watermark, clear watermark boosts, go back to sleep. Returns pages
-        reclaimed."""
+        """Run kswapd on ``nid`` once (balance_pgdat): reclaim page cache, SWAP_CLUSTER_MAX
+        pages a round, until the node is balanced (pgdat_balanced: some managed zone is above
+        its high watermark plus boost plus lowmem_reserve of the node's highest zone), then
+        clear watermark boosts and sleep. Returns pages reclaimed."""
         if type(nid) is not int or not 0 <= nid < len(self.nodes):
             raise BadNodeError(f"node {nid} is not online")
         node = self.nodes[nid]
+        managed = [z for z in node.zones if z.managed]
+        top = max((z.idx for z in managed), default=0)
+
+        def balanced() -> bool:
+            return any(z.free_pages > z.wmark[WMARK_HIGH] + z.boost + z.lowmem_reserve[top]
+                       for z in managed)
+
         done = 0
+        while not balanced():
+            cands = list(islice(node.lru, SWAP_CLUSTER_MAX))
+            if not cands:
+                break
+            for p in cands:
+                self._release_lru_page(nid, p)
+            done += len(cands)
         for z in node.zones:
-            while z.free_pages <= z.wmark[WMARK_HIGH] + z.boost:
-                cands = list(islice((p for p in node.lru if self.allocated[p][1] == z.zid),
-                                    SWAP_CLUSTER_MAX))
-                if not cands:
-                    break
-                for p in cands:
-                    self._release_lru_page(nid, p)
-                done += len(cands)
             z.boost = 0
             z.boosted = False
         node.kswapd_awake = False
