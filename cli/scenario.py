@@ -75,6 +75,7 @@ OPS: dict[str, OpSpec] = {
 }
 
 EXPECTS = ("null", "error")
+_KSWAPD_RE = re.compile(r"reclaimed (\d+) pages")
 _RECLAIMED_RE = re.compile(r"\d+")
 
 
@@ -394,8 +395,7 @@ class Runner:
             self.summary.dropped += n
             return f"{n} pages freed", {"freed": n}, False
         if op == "kswapd":
-            n = a.kswapd(args["nid"])
-            self.summary.kswapd_reclaimed += n
+            n = a.kswapd(args["nid"])  # counted from its kswapd_run effect
             return f"{n} pages reclaimed", {"reclaimed": n}, False
         if op in ("enter", "exit"):
             getattr(a, op)(args["ctx"], args["cpu"])
@@ -429,6 +429,9 @@ class Runner:
                 s.direct_reclaimed += int(m.group()) if m else 0
             elif eff.kind == "kswapd_wake":
                 s.kswapd_wakeups += 1
+            elif eff.kind == "kswapd_run":
+                m = _KSWAPD_RE.search(eff.detail)
+                s.kswapd_reclaimed += int(m.group(1)) if m else 0
             elif eff.kind == "warn":
                 s.warnings += 1
         if OPS[step.op].allocates and error is None:

@@ -121,15 +121,7 @@ class Subject:
             raise BadRequestError(f"cpu {cpu} does not exist")
         if nid != NUMA_NO_NODE and not 0 <= nid < len(a.nodes):
             raise BadRequestError(f"node {nid} is not online")
-        self._run_kswapds(a)
         pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
-        if (pfn is None and not ctx.atomic and gfp & _DIRECT_RECLAIM and order <= a.max_order
-                and any(z.boost for z in a.zones)):
-            # The task sleeps in the slow path while the kswapd it woke runs balance_pgdat()
-            # and drops the watermark boost that made the min watermark unreachable; then it
-            # retries (should_reclaim_retry). The model runs kswapd only when asked, so ask.
-            self._run_kswapds(a)
-            pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
         effects = a.drain_effects()
         ans: dict[str, Any] = {"seq": seq, "pfn": pfn}
         if any(e.kind == "sleep" for e in effects):
@@ -138,14 +130,6 @@ class Subject:
             for e in effects:
                 self._diag(f"seq {seq}: {e.kind} node {e.nid}: {e.detail}")
         return ans
-
-    @staticmethod
-    def _run_kswapds(a: PageAllocator) -> None:
-        """Let kswapd run on every node where it was woken or a zone is boosted, as it would
-        between two system calls: reclaim to the high watermark, clear watermark boosts."""
-        for node in a.nodes:
-            if node.kswapd_awake or any(z.boost for z in node.zones):
-                a.kswapd(node.nid)
 
     def _free_pages(self, seq: int, msg: dict[str, Any], a: PageAllocator) -> dict[str, Any]:
         pfn = _int(msg, "pfn", nonneg=True)

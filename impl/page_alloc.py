@@ -749,6 +749,13 @@ class PageAllocator:
             while True:
                 self.effects.append(Effect("sleep", zl[0].nid,
                                            f"direct reclaim, order {order}", int(ctx), gfp))
+                # While the caller sleeps, the kswapd threads it woke (or that a watermark
+                # boost woke) run balance_pgdat(): the model runs them to completion here,
+                # which also drops the boosts that raised the min watermark.
+                for nid in dict.fromkeys(z.nid for z in zl):
+                    node = self.nodes[nid]
+                    if node.kswapd_awake or any(z.boost for z in node.zones):
+                        self.kswapd(nid)
                 reclaimed = self._try_to_free_pages(zl, hz, SWAP_CLUSTER_MAX)
                 if reclaimed:
                     self.effects.append(Effect("reclaim", zl[0].nid,
@@ -776,7 +783,8 @@ class PageAllocator:
         return any(self._lru_page_ok(p, hz) for n in nids for p in self.nodes[n].lru)
 
     def _lru_page_ok(self, pfn: int, hz: int) -> bool:
-        return self.zones[self.allocated[pfn][1]].idx <= hz
+        # a page someone holds a reference to (get_page) is not reclaimable
+        return pfn not in self.refs and self.zones[self.allocated[pfn][1]].idx <= hz
 
     def _try_to_free_pages(self, zl: tuple[Zone, ...], hz: int, nr: int) -> int:
         """try_to_free_pages(): shrink the LRUs of the zonelist's nodes, oldest pages first,
@@ -820,7 +828,7 @@ class PageAllocator:
 
         done = 0
         while not balanced():
-            cands = list(islice(node.lru, SWAP_CLUSTER_MAX))
+            cands = list(islice((p for p in node.lru if p not in self.refs), SWAP_CLUSTER_MAX))
             if not cands:
                 break
             for p in cands:
@@ -860,6 +868,8 @@ class PageAllocator:
         n = 0
         for node in self.nodes:
             for pfn in list(node.lru):
+                if pfn in self.refs:  # invalidate_mapping_pages skips referenced folios
+                    continue
                 self._release_lru_page(node.nid, pfn)
                 n += 1
         return n

@@ -15,7 +15,12 @@ Bits = Any
 
 
 def _sym(*xs: Any) -> bool:
-    return any(type(x).__module__.startswith("z3") for x in xs)
+    # ints and bools first: this runs on every kit call of the concrete hot paths
+    for x in xs:
+        t = type(x)
+        if t is not int and t is not bool and t.__module__.startswith("z3"):
+            return True
+    return False
 
 
 def If(c: Bits, a: Bits, b: Bits) -> Bits:

@@ -146,7 +146,11 @@ def test_run_pressure_scenario_reclaims_and_sleeps() -> None:
     assert "reclaim(node 1: " in k1
     assert "BUG: sleeping function called from invalid context" in out
     assert re.search(r"sleeps \(direct reclaim entered\): [1-9]\d*", out)
-    assert "kswapd wake-ups: 1" in out
+    # kswapd is woken by the readahead and runs while the readers sleep in direct reclaim
+    m = re.search(r"kswapd wake-ups: (\d+)", out)
+    assert m and int(m.group(1)) >= 1
+    m = re.search(r"reclaimed pages: \d+ \((\d+) direct, (\d+) by kswapd\)", out)
+    assert m and int(m.group(1)) > 0 and int(m.group(2)) > 0
 
 
 def test_run_bad_input_scenario_reports_every_error() -> None:

@@ -529,15 +529,17 @@ def test_lowmem_reserve_protects_lower_zones(default_machine: PageAllocator) -> 
     assert all(a.zone_of_pfn(p) in (dma, dma32) for p in got)
     assert dma32.free_pages == 2134
     assert dma.free_pages == 10 + 782336 // 256
-    # GFP_DMA may go below that, towards DMA's own min. The rest of DMA is MOVABLE
+    # GFP_DMA may go below that, down to DMA's own min. The rest of DMA is MOVABLE
     # fragments of pageblock 0, which straddles the zone start (pfn 0 is not in DMA), so
     # every fallback steals without claiming and boosts the watermark by a pageblock
-    # (DMA manages >= 4 pageblocks): the zone stops at min + boost until kswapd runs.
+    # (DMA manages >= 4 pageblocks); the caller then sleeps in direct reclaim while the kswapd
+    # it woke clears the boost, and the zone ends at min.
     got = alloc_until_fail(a, GFP_DMA | GFP_KERNEL | NOWARN, 0)
     assert got and all(a.zone_of_pfn(p) is dma for p in got)
-    assert dma.free_pages < 10 + 782336 // 256
-    assert dma.boost == 512
-    assert dma.free_pages <= dma.wmark[0] + dma.boost  # why the next one fails
+    assert dma.free_pages == dma.wmark[0]
+    assert dma.boost == 0
+    kinds = {e.kind for e in a.drain_effects()}
+    assert {"sleep", "kswapd_run"} <= kinds
     assert a.pageblock_flags[0] == MIGRATE_MOVABLE  # never claimed: straddles the zone
 
 
@@ -653,9 +655,10 @@ def test_gfp_kernel_fails_at_min_with_warning() -> None:
     got = alloc_until_fail(a, GFP_KERNEL, 0)
     assert len(got) == 256 - 20
     kinds = drain_kinds(a)
-    assert kinds == ["kswapd_wake", "sleep", "warn"]
+    # the woken kswapd runs while the caller sleeps (nothing to reclaim), then it warns
+    assert kinds == ["kswapd_wake", "sleep", "kswapd_run", "warn"]
     assert a.alloc_pages(GFP_KERNEL, 0) is None
-    assert drain_kinds(a) == ["sleep", "warn"]  # kswapd already awake
+    assert drain_kinds(a) == ["kswapd_wake", "sleep", "kswapd_run", "warn"]
     # the warning names order and mode the way warn_alloc prints them
     a.alloc_pages(GFP_KERNEL, 2)
     warn = [e for e in a.drain_effects() if e.kind == "warn"]
@@ -726,9 +729,12 @@ def test_memalloc_uses_no_watermarks_before_and_after_reclaim() -> None:
     assert None not in got and z.free_pages == 0
     assert "reclaim" not in drain_kinds(a)
     assert a.alloc_pages(gfp, 0) is not None
-    assert drain_kinds(a) == ["sleep", "reclaim"]
-    assert len(a.nodes[0].lru) == lru - 32
-    assert z.free_pages == 31
+    # while it sleeps, the woken kswapd balances the node (above high), then direct reclaim
+    # takes its own batch of 32
+    assert drain_kinds(a) == ["sleep", "kswapd_run", "reclaim"]
+    reclaimed = lru - len(a.nodes[0].lru)
+    assert reclaimed > 32 and z.free_pages == reclaimed - 1
+    assert z.free_pages - 32 > z.wmark[2]
     check_state(a)
 
 
