@@ -521,7 +521,9 @@ class PageAllocatorMachine(RuleBasedStateMachine):
         n_effects = len(a.effects)
         added = a.pagecache_add(nid, n, cpu=cpu)
         assert 0 <= added <= n
-        reclaimed = any(e.kind == "reclaim" for e in a.effects[n_effects:])
+        # direct reclaim, or the kswapd that runs while the reader sleeps, may take back pages
+        # this very call added
+        reclaimed = any(e.kind in ("reclaim", "kswapd_run") for e in a.effects[n_effects:])
         self.sync_cache(added, nid, reclaimed)
 
     @rule()
