@@ -75,6 +75,7 @@ from spec.reserves import (
     ALLOC_WMARK_LOW,
     ALLOC_WMARK_MASK,
     gfp_to_alloc_flags,
+    may_sleep,
     watermark_min_adjusted,
 )
 
@@ -108,10 +109,11 @@ _GFP_THISNODE = __GFP_THISNODE
 
 
 def may_direct_reclaim(gfp: Bits, ctx: Bits) -> Bits:
-    """Whether the slow path may enter direct reclaim, i.e. sleep: the caller allows blocking
-    and is in process context. (In atomic context the allocator raises SleepInAtomicError
-    before getting here; the subject adapter clears __GFP_DIRECT_RECLAIM instead.)"""
-    return And(gfpflags_allow_blocking(gfp), ctx == int(Context.PROCESS))
+    """Whether the slow path may enter direct reclaim, i.e. sleep: the allocator consults the
+    specification's sleeping rule (spec.reserves.may_sleep) rather than restating it. (In
+    atomic context the allocator raises SleepInAtomicError before getting here; the subject
+    adapter clears __GFP_DIRECT_RECLAIM instead.)"""
+    return may_sleep(gfp, ctx)
 
 
 def alloc_enters_reclaim(gfp: Bits, ctx: Bits, fast_ok: Bits, min_ok: Bits) -> Bits:
