@@ -34,7 +34,8 @@ from rich.console import Console
 from rich.table import Table
 
 from impl.machine import MachineConfig
-from impl.page_alloc import WMARK_HIGH, PageAllocator
+from impl.page_alloc import PageAllocator
+from impl.watermarks import WMARK_HIGH
 from spec.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, gfp_zone
 from spec.layout import NUMA_NO_NODE, PAGE_SIZE
 

@@ -2,31 +2,36 @@
 
 Data layout, chosen so the cost of an operation does not grow with memory size:
 
-* Free memory is never one object per page. Each zone has ``free_area[order].free_list[mt]``
-  as intrusive doubly linked lists kept in three dicts keyed by the head pfn of each free block
-  (``_buddy``: PageBuddy + page_private order, ``_nxt``/``_prv``: the list_head). Blocks that
-  boot freed at MAX_PAGE_ORDER and nobody has touched since are kept as pfn ranges at the tail of
-  the MOVABLE MAX_PAGE_ORDER list (``_lazy``), which is where __free_pages_core(FPI_TO_TAIL) put
-  them; a 1 TiB machine boots with a handful of ranges.
+* Free memory is never one object per page: each zone's ``free_area`` lists are intrusive
+  lists in dicts keyed by head pfn, and untouched boot blocks are pfn ranges (struct zone,
+  impl/mmzone.py); a 1 TiB machine boots with a handful of ranges.
 * Allocated blocks live in one dict ``allocated``: head pfn -> (order, zone id, owner, mt).
 * Pageblock migratetypes are one byte per pageblock (``pageblock_flags``).
 
 Simplifications (also in the README's fidelity table): no per-CPU page lists (every order goes
 straight to the buddy lists, as if each pcp list were drained after every call), no CMA,
 HIGHATOMIC reserves, memory isolation, compaction, OOM killer, cpusets or mempolicies; direct
-reclaim frees page-cache pages from a per-node LRU.
+reclaim frees page-cache pages from a per-node LRU. Reclaim and kswapd live in impl/vmscan.py,
+as the kernel keeps them in mm/vmscan.c.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterator
-from dataclasses import dataclass
-from itertools import islice
 
 from impl.buddy import expand_halves
-from impl.machine import MachineConfig, ZoneConfig
-from impl.watermarks import SWAP_CLUSTER_MAX, compute_zone_watermarks
+from impl.machine import MachineConfig
+from impl.mmzone import NR_MT as NR_MT  # re-exported
+from impl.mmzone import NodeState as NodeState  # re-exported
+from impl.mmzone import Zone as Zone  # re-exported
+from impl.vmscan import OWNER_PAGECACHE as OWNER_PAGECACHE  # re-exported
+from impl.vmscan import Vmscan
+from impl.watermarks import (
+    SWAP_CLUSTER_MAX,
+    WMARK_HIGH,
+    WMARK_MIN,
+    compute_zone_watermarks,
+)
 from spec.context import Context, Effect
 from spec.errors import (
     BadFreeError,
@@ -51,12 +56,10 @@ from spec.gfp import (
     __GFP_NOWARN,
     __GFP_RETRY_MAYFAIL,
     __GFP_THISNODE,
-    GFP_HIGHUSER_MOVABLE,
     MIGRATE_MOVABLE,
     MIGRATE_RECLAIMABLE,
     MIGRATE_UNMOVABLE,
     ZONE_DMA32,
-    ZONE_NAMES,
     ZONE_NORMAL,
     check_gfp,
     format_gfp,
@@ -81,7 +84,6 @@ from spec.reserves import (
 
 PAGE_ALLOC_COSTLY_ORDER = 3
 MAX_RECLAIM_RETRIES = 16
-NR_MT = 8  # list index = order << 3 | migratetype
 # fallbacks[] of mm/page_alloc.c (MIGRATE_PCPTYPES - 1 entries per type)
 FALLBACKS = {
     MIGRATE_UNMOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
@@ -90,9 +92,7 @@ FALLBACKS = {
 }
 
 OWNER_PAGES = "pages"  # alloc_pages and friends
-OWNER_PAGECACHE = "pagecache"  # on a node LRU, reclaimable
 
-WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO = 0, 1, 2, 3
 
 # Python mangles ``__name`` identifiers inside class bodies, so the allocator uses these
 # single-underscore aliases of the kernel's __GFP_* bits.
@@ -124,168 +124,7 @@ def alloc_enters_reclaim(gfp: Bits, ctx: Bits, fast_ok: Bits, min_ok: Bits) -> B
     return And(Not(fast_ok), Not(min_ok), may_direct_reclaim(gfp, ctx))
 
 
-class Zone:
-    """struct zone: free_area lists, counters, watermarks and NUMA statistics of one zone."""
-
-    __slots__ = (
-        "_buddy", "_lazy", "_lazy_pages", "_nxt", "_prv", "boost", "boosted", "cfg", "counts",
-        "end", "free_pages", "heads", "idx", "interleave_hit", "lowmem_reserve", "managed",
-        "max_order", "name", "nid", "numa_foreign", "numa_hit", "numa_local", "numa_miss",
-        "numa_other", "present", "spanned", "start", "tails", "wmark", "zid",
-    )
-
-    def __init__(self, zid: int, nid: int, cfg: ZoneConfig, max_order: int) -> None:
-        self.zid = zid
-        self.nid = nid
-        self.cfg = cfg
-        self.idx = cfg.zone
-        self.name = ZONE_NAMES[cfg.zone]
-        self.start = cfg.start_pfn
-        self.end = cfg.end_pfn
-        self.spanned = cfg.spanned
-        self.present = cfg.present
-        self.managed = cfg.managed
-        self.max_order = max_order
-        n = (max_order + 1) * NR_MT
-        self.heads = [-1] * n
-        self.tails = [-1] * n
-        self.counts = [0] * n
-        self._buddy: dict[int, int] = {}
-        self._nxt: dict[int, int] = {}
-        self._prv: dict[int, int] = {}
-        self._lazy: list[list[int]] = []
-        self._lazy_pages = 0
-        self.free_pages = 0
-        self.wmark = [0, 0, 0, 0]
-        self.boost = 0
-        self.boosted = False
-        self.lowmem_reserve = [0, 0, 0, 0]
-        self.numa_hit = self.numa_miss = self.numa_foreign = 0
-        self.numa_local = self.numa_other = self.interleave_hit = 0
-
-    # --- free lists (list_add / list_add_tail / list_del on free_area[order].free_list[mt]) --
-    def add(self, pfn: int, order: int, mt: int, tail: bool) -> None:
-        """__add_to_free_list(): PageBuddy, set_buddy_order, head or tail of the list."""
-        idx = order << 3 | mt
-        if tail and self._lazy and idx == (self.max_order << 3 | MIGRATE_MOVABLE):
-            self._materialize_lazy(all_=True)
-        self._link(pfn, idx, tail)
-
-    def _link(self, pfn: int, idx: int, tail: bool) -> None:
-        self._buddy[pfn] = idx
-        if tail:
-            t = self.tails[idx]
-            self._prv[pfn] = t
-            self._nxt[pfn] = -1
-            if t == -1:
-                self.heads[idx] = pfn
-            else:
-                self._nxt[t] = pfn
-            self.tails[idx] = pfn
-        else:
-            h = self.heads[idx]
-            self._nxt[pfn] = h
-            self._prv[pfn] = -1
-            if h == -1:
-                self.tails[idx] = pfn
-            else:
-                self._prv[h] = pfn
-            self.heads[idx] = pfn
-        self.counts[idx] += 1
-
-    def delete(self, pfn: int) -> int:
-        """__del_page_from_free_list(): unlink, ClearPageBuddy; returns the list index."""
-        idx = self._buddy.pop(pfn)
-        p = self._prv.pop(pfn)
-        n = self._nxt.pop(pfn)
-        if p == -1:
-            self.heads[idx] = n
-        else:
-            self._nxt[p] = n
-        if n == -1:
-            self.tails[idx] = p
-        else:
-            self._prv[n] = p
-        self.counts[idx] -= 1
-        return idx
-
-    def first(self, order: int, mt: int) -> int:
-        """list_first_entry_or_null(&free_list[mt]) of free_area[order]; -1 if empty."""
-        idx = order << 3 | mt
-        h = self.heads[idx]
-        if h == -1 and self._lazy and idx == (self.max_order << 3 | MIGRATE_MOVABLE):
-            self._materialize_lazy(all_=False)
-            h = self.heads[idx]
-        return h
-
-    def _materialize_lazy(self, all_: bool) -> None:
-        """Turn the first (or every) untouched boot block into an explicit list entry, keeping
-        list order: lazy blocks always sit after the explicit ones."""
-        step = 1 << self.max_order
-        idx = self.max_order << 3 | MIGRATE_MOVABLE
-        while self._lazy:
-            rng = self._lazy[0]
-            pfn = rng[0]
-            rng[0] += step
-            if rng[0] >= rng[1]:
-                self._lazy.pop(0)
-            self._lazy_pages -= step
-            self.counts[idx] -= 1  # _link() counts it again
-            self._link(pfn, idx, True)
-            if not all_:
-                return
-
-    def lazy_block_at(self, pfn: int) -> int:
-        """Head pfn of the untouched boot block containing ``pfn``, or -1."""
-        for s, e in self._lazy:
-            if s <= pfn < e:
-                return pfn & ~((1 << self.max_order) - 1)
-        return -1
-
-    def free_order_at(self, pfn: int) -> int:
-        """If ``pfn`` heads a free block (PageBuddy), its order; else -1."""
-        idx = self._buddy.get(pfn)
-        if idx is not None:
-            return idx >> 3
-        if self.lazy_block_at(pfn) == pfn:
-            return self.max_order
-        return -1
-
-    def free_blocks(self) -> Iterator[tuple[int, int, int]]:
-        """Every free block as (pfn, order, migratetype of its list), lazy ones included, in
-        free-list order per list. Linear in the number of free blocks: for checks and views."""
-        for idx in range(len(self.heads)):
-            p = self.heads[idx]
-            while p != -1:
-                yield p, idx >> 3, idx & 7
-                p = self._nxt[p]
-            if self._lazy and idx == (self.max_order << 3 | MIGRATE_MOVABLE):
-                step = 1 << self.max_order
-                for s, e in self._lazy:
-                    yield from ((q, self.max_order, MIGRATE_MOVABLE) for q in range(s, e, step))
-
-    def nr_free(self, order: int, mt: int | None = None) -> int:
-        """free_area[order].nr_free (all types) or the length of one free list."""
-        if mt is not None:
-            return self.counts[order << 3 | mt]
-        return sum(self.counts[order << 3 | m] for m in range(NR_MT))
-
-    def spans(self, pfn: int) -> bool:
-        return self.start <= pfn < self.end
-
-
-@dataclass
-class NodeState:
-    """struct pglist_data, the parts the model keeps: CPUs, zones, LRU, kswapd."""
-
-    nid: int
-    cpus: tuple[int, ...]
-    zones: list[Zone]
-    lru: dict[int, None]  # page-cache pages, oldest first (the inactive file LRU)
-    kswapd_awake: bool = False
-
-
-class PageAllocator:
+class PageAllocator(Vmscan):
     """The machine after boot: zones, free lists, allocated blocks, contexts and counters.
 
     Public entry points use kernel names and kernel argument orders; a ``struct page *`` is
@@ -728,7 +567,7 @@ class PageAllocator:
             return pfn
         return -1
 
-    # --- slow path, reclaim, kswapd ------------------------------------------------------------
+    # --- slow path (reclaim and kswapd: impl/vmscan.py) -----------------------------------
     def _slowpath(self, zl: tuple[Zone, ...], gfp: int, order: int, hz: int, mt: int,
                   cpu_node: int, atomic: bool, ctx: Context) -> int:
         """__alloc_pages_slowpath(): wake kswapd, retry at min with reserves, then (only if
@@ -779,102 +618,6 @@ class PageAllocator:
                                        f"page allocation failure: order:{order}, "
                                        f"mode:{gfp:#x}({format_gfp(gfp)})", int(ctx), gfp))
         return -1
-
-    def _reclaimable(self, zl: tuple[Zone, ...], hz: int) -> bool:
-        nids = {z.nid for z in zl}
-        return any(self._lru_page_ok(p, hz) for n in nids for p in self.nodes[n].lru)
-
-    def _lru_page_ok(self, pfn: int, hz: int) -> bool:
-        # a page someone holds a reference to (get_page) is not reclaimable
-        return pfn not in self.refs and self.zones[self.allocated[pfn][1]].idx <= hz
-
-    def _try_to_free_pages(self, zl: tuple[Zone, ...], hz: int, nr: int) -> int:
-        """try_to_free_pages(): shrink the LRUs of the zonelist's nodes, oldest pages first,
-        only pages in zones the request may use, until ``nr`` pages are reclaimed."""
-        done = 0
-        for nid in dict.fromkeys(z.nid for z in zl):
-            lru = self.nodes[nid].lru
-            for pfn in list(islice((p for p in lru if self._lru_page_ok(p, hz)), nr - done)):
-                self._release_lru_page(nid, pfn)
-                done += 1
-            if done >= nr:
-                break
-        return done
-
-    def _release_lru_page(self, nid: int, pfn: int) -> None:
-        del self.nodes[nid].lru[pfn]
-        order, zid, _, _ = self.allocated.pop(pfn)
-        z = self.zones[zid]
-        self._free_pages_zone(z, pfn, order)
-
-    def _wakeup_kswapd(self, nid: int, why: str) -> None:
-        node = self.nodes[nid]
-        if not node.kswapd_awake:
-            node.kswapd_awake = True
-            self.effects.append(Effect("kswapd_wake", nid, why))
-
-    def kswapd(self, nid: int) -> int:
-        """Run kswapd on ``nid`` once (balance_pgdat): reclaim page cache, SWAP_CLUSTER_MAX
-        pages a round, until the node is balanced (pgdat_balanced: some managed zone is above
-        its high watermark plus boost plus lowmem_reserve of the node's highest zone), then
-        clear watermark boosts and sleep. Returns pages reclaimed."""
-        if type(nid) is not int or not 0 <= nid < len(self.nodes):
-            raise BadNodeError(f"node {nid} is not online")
-        node = self.nodes[nid]
-        managed = [z for z in node.zones if z.managed]
-        top = max((z.idx for z in managed), default=0)
-
-        def balanced() -> bool:
-            return any(z.free_pages > z.wmark[WMARK_HIGH] + z.boost + z.lowmem_reserve[top]
-                       for z in managed)
-
-        done = 0
-        while not balanced():
-            cands = list(islice((p for p in node.lru if p not in self.refs), SWAP_CLUSTER_MAX))
-            if not cands:
-                break
-            for p in cands:
-                self._release_lru_page(nid, p)
-            done += len(cands)
-        for z in node.zones:
-            z.boost = 0
-            z.boosted = False
-        node.kswapd_awake = False
-        self.effects.append(Effect("kswapd_run", nid, f"reclaimed {done} pages"))
-        return done
-
-    # --- page cache (the reclaimable pool) -----------------------------------------------------
-    def pagecache_add(self, nid: int, nr_pages: int, *, cpu: int = 0) -> int:
-        """Read ``nr_pages`` file pages into the page cache of ``nid`` (GFP_HIGHUSER_MOVABLE,
-        _GFP_THISNODE, order 0), as filemap readahead does; returns how many were added."""
-        if type(nid) is not int or not 0 <= nid < len(self.nodes):
-            raise BadNodeError(f"node {nid} is not online")
-        self._check_cpu(cpu)
-        if self.context(cpu).atomic:
-            raise SleepInAtomicError("BUG: sleeping function called from invalid context: "
-                                     "page-cache readahead in atomic context")
-        gfp = GFP_HIGHUSER_MOVABLE | _GFP_THISNODE | _GFP_NORETRY | _GFP_NOWARN
-        added = 0
-        for _ in range(nr_pages):
-            pfn = self.alloc_pages_node(nid, gfp, 0, cpu=cpu)
-            if pfn is None:
-                break
-            order, zid, _, mt = self.allocated[pfn]
-            self.allocated[pfn] = (order, zid, OWNER_PAGECACHE, mt)
-            self.nodes[nid].lru[pfn] = None
-            added += 1
-        return added
-
-    def drop_caches(self) -> int:
-        """echo 1 > /proc/sys/vm/drop_caches: free every clean page-cache page."""
-        n = 0
-        for node in self.nodes:
-            for pfn in list(node.lru):
-                if pfn in self.refs:  # invalidate_mapping_pages skips referenced folios
-                    continue
-                self._release_lru_page(node.nid, pfn)
-                n += 1
-        return n
 
     # --- freeing -------------------------------------------------------------------------------
     def free_pages_pfn(self, pfn: int, order: int) -> None:

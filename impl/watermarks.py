@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from impl.machine import MachineConfig
 
 SWAP_CLUSTER_MAX = 32
+# enum zone_watermarks (include/linux/mmzone.h): indexes of zone->_watermark[]
+WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO = 0, 1, 2, 3
 WATERMARK_SCALE_FACTOR = 10  # vm.watermark_scale_factor default
 MIGRATE_PCPTYPES = 3
 # sysctl_lowmem_reserve_ratio: DMA 256, DMA32 256, Normal 32, Movable 0

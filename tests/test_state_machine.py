@@ -39,7 +39,8 @@ from hypothesis.stateful import (
 
 from impl.abstraction import abstract, alloc_step, check_step
 from impl.machine import MachineConfig, NodeConfig, ZoneConfig
-from impl.page_alloc import OWNER_PAGECACHE, OWNER_PAGES, WMARK_HIGH, PageAllocator
+from impl.page_alloc import OWNER_PAGECACHE, OWNER_PAGES, PageAllocator
+from impl.watermarks import WMARK_HIGH
 from proofs.modelcheck import liveness_witness, state_key
 from spec.context import Context
 from spec.errors import (
