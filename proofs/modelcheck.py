@@ -58,9 +58,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from impl.abstraction import abstract, alloc_step, check_step
-from impl.buddy import expand_halves
 from impl.machine import MachineConfig
-from impl.page_alloc import OWNER_PAGECACHE, OWNER_PAGES, PageAllocator, Zone
+from impl.page_alloc import OWNER_PAGECACHE, OWNER_PAGES, PageAllocator
+from proofs.seeded_bugs import SEEDED_BUGS
 from spec.context import Context
 from spec.errors import (
     BadFreeError,
@@ -478,7 +478,11 @@ class ModelChecker:
             bad += [f"{n} (per-pfn)" for n in violated(s)]
         return bad
 
-    def run(self, progress: Callable[[Result], None] | None = None) -> Result:
+    def run(self, progress: Callable[[Result], None] | None = None,
+            on_state: Callable[[PageAllocator, MemState], None] | None = None) -> Result:
+        """BFS from boot. ``on_state(allocator, abstract_state)`` is called once for every
+        distinct state reached (boot included), before its successors are explored; the
+        allocator must not be modified by the callback (copy it first)."""
         res = Result()
         t0 = time.perf_counter()
         boot = self.factory(self.machine)
@@ -496,6 +500,8 @@ class ModelChecker:
                 step = parent[k]
             return out[::-1]
 
+        if on_state is not None:
+            on_state(boot, s0)
         bad = self._check_state(s0)
         if bad:
             res.violation = Violation(bad, [], "in the boot state")
@@ -534,7 +540,10 @@ class ModelChecker:
                     parent[k2] = (key, _describe(op, ret))
                     res.states += 1
                     res.depth = max(res.depth, depth + 1)
-                    bad = self._check_state(abstract(work))
+                    s2 = abstract(work)
+                    if on_state is not None:
+                        on_state(work, s2)
+                    bad = self._check_state(s2)
                     if bad:
                         res.violation = Violation(bad, path_to(key, f"{_describe(op, ret)}  "
                                                                     "<-- reaches a bad state"))
@@ -559,52 +568,10 @@ class ModelChecker:
         return res
 
 
-# --- seeded bugs ---------------------------------------------------------------------------
+# --- seeded bugs: proofs/seeded_bugs.py (the project's catalogue) ------------------------
 
-class NoMergeOrder1(PageAllocator):
-    """__free_one_page forgets to merge a freed order-1 block with its free buddy."""
-
-    def _free_one_page(self, z: Zone, pfn: int, order: int, mt: int, to_tail: bool) -> None:
-        if order == 1:
-            z.free_pages += 1 << order
-            z.add(pfn, order, mt, to_tail)
-            return
-        super()._free_one_page(z, pfn, order, mt, to_tail)
-
-
-class ExpandDropsHalf(PageAllocator):
-    """expand() loses the smallest upper half when it splits a block by two or more orders."""
-
-    def _expand(self, z: Zone, pfn: int, low: int, high: int, mt: int) -> None:
-        halves = expand_halves(pfn, low, high)
-        for half, o in halves[:-1] if len(halves) > 1 else halves:
-            z.add(half, o, mt, False)
-
-
-class IgnoresMin(PageAllocator):
-    """The watermark check forgets the min watermark for __GFP_HIGH callers."""
-
-    def _watermark_ok(self, z: Zone, order: int, mark: int, hz: int, alloc_flags: int) -> bool:
-        if alloc_flags & 0x20:  # ALLOC_MIN_RESERVE
-            mark = 0
-        return super()._watermark_ok(z, order, mark, hz, alloc_flags)
-
-
-class SleepsInAtomic(PageAllocator):
-    """alloc_pages_node() forgets might_alloc(): blocking masks are accepted in atomic context."""
-
-    def alloc_pages_node(self, nid: int, gfp: int, order: int, *, cpu: int = 0,
-                         ctx: Context | None = None) -> int | None:
-        return super().alloc_pages_node(nid, gfp & ~0x400 if ctx and ctx.atomic else gfp,
-                                        order, cpu=cpu, ctx=ctx)
-
-
-MUTANTS: dict[str, type[PageAllocator]] = {
-    "no-merge-order1": NoMergeOrder1,
-    "expand-drops-half": ExpandDropsHalf,
-    "ignores-min": IgnoresMin,
-    "sleeps-in-atomic": SleepsInAtomic,
-}
+MUTANTS: dict[str, type[PageAllocator]] = {b.name: b.cls for b in SEEDED_BUGS.values()}
+"""The allocator-level seeded bugs of the catalogue, by name (``--mutant NAME``)."""
 
 
 # --- command line --------------------------------------------------------------------------
