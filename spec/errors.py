@@ -55,3 +55,39 @@ class MachineError(KmemError, ValueError):
 
 class ScenarioError(KmemError, ValueError):
     """A scenario line that cannot be parsed or names an unknown handle."""
+
+
+# --- slab and kmalloc (mm/slub.c, mm/slab_common.c) ------------------------------------------
+
+class SlabError(KmemError):
+    """Bad input to a slab cache or kmalloc; the message is what SLUB would report."""
+
+
+class CacheArgsError(SlabError, ValueError):
+    """kmem_cache_create() arguments SLUB refuses: a size of 0 or above KMALLOC_MAX_SIZE, an
+    alignment that is not a power of two, flags outside SLAB_FLAGS_PERMITTED, a duplicate
+    name (sysfs_slab_add: "cannot create duplicate filename")."""
+
+
+class CacheBusyError(SlabError):
+    """kmem_cache_destroy() of a cache with live objects ("Objects remaining in <name> on
+    __kmem_cache_shutdown()"): refused, nothing freed."""
+
+
+class UnknownCacheError(SlabError):
+    """A cache that does not exist (destroyed, or never created)."""
+
+
+class ObjectDoubleFreeError(SlabError):
+    """The object is already free: SLUB's "double free or corruption" (set_freepointer's
+    naive detection, or SLUB debug's "Object already free")."""
+
+
+class WrongCacheError(SlabError):
+    """kmem_cache_free() to a cache the object does not belong to: cache_from_obj()'s
+    "Wrong slab cache. <cache> but object is from <other>"."""
+
+
+class NotObjectError(SlabError):
+    """An address inside a slab that is not the start of an object ("Invalid object pointer"),
+    or an address in no slab and no large kmalloc (kfree of a non-slab, non-kmalloc page)."""
