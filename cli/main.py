@@ -21,14 +21,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cli.scenario import OPS, Outcome, parse_scenario, run_steps
+from cli.scenario import OPS, Outcome, Runner, parse_scenario, run_steps
 from cli.subject import run_subject
 from impl.machine import MachineConfig
 from impl.page_alloc import PageAllocator
+from impl.slab_common import SlabAllocator, slabtop
 from impl.views import VIEW_PATHS, VIEWS
 from spec.errors import KmemError, ScenarioError
 
 DEFAULT_RUN_VIEWS = ("buddyinfo", "numastat")
+SLAB_VIEWS = {"slabinfo": "/proc/slabinfo", "slabtop": "slabtop --once"}
 
 
 class CliError(KmemError, ValueError):
@@ -68,16 +70,23 @@ def scenario_machine(text: str, path: Path) -> str | None:
 
 
 def check_view(name: str) -> str:
-    if name not in VIEWS:
-        raise CliError(f"unknown view {name!r} (views: {', '.join(VIEWS)})")
+    if name not in VIEWS and name not in SLAB_VIEWS:
+        raise CliError(f"unknown view {name!r} (views: {', '.join([*VIEWS, *SLAB_VIEWS])})")
     return name
+
+
+def slab_view(name: str, sa: SlabAllocator) -> str:
+    return sa.slabinfo() if name == "slabinfo" else slabtop(sa)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print one view of a freshly booted machine, byte for byte as the kernel would."""
     view = check_view(args.view)
     a = boot(args.machine, args.cpus)
-    sys.stdout.write(VIEWS[view](a))
+    if view in SLAB_VIEWS:
+        sys.stdout.write(slab_view(view, SlabAllocator(a, slabinfo=args.slabinfo)))
+    else:
+        sys.stdout.write(VIEWS[view](a))
     return 0
 
 
@@ -103,17 +112,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "yellow" if o.record.get("effects") else None)
             console.print(o.text, style=style)
 
-    summary = run_steps(a, steps, emit)
+    runner = Runner(a, slabinfo=args.slabinfo)
+    summary = run_steps(a, steps, emit, runner=runner)
+    if runner.sa is not None and "slabinfo" not in views:
+        views.append("slabinfo")  # a run that used the slab allocator shows its caches
+    if any(v in SLAB_VIEWS for v in views):
+        sa = runner.slab()
+
+    def text_of(v: str) -> str:
+        return slab_view(v, sa) if v in SLAB_VIEWS else VIEWS[v](a)
+
     if args.json:
         for v in views:
-            sys.stdout.write(json.dumps({"view": v, "text": VIEWS[v](a)}) + "\n")
+            sys.stdout.write(json.dumps({"view": v, "text": text_of(v)}) + "\n")
         sys.stdout.write(json.dumps({"summary": summary.as_dict()}) + "\n")
     else:
         for v in views:
             sys.stdout.write("\n")
             if v != "numastat":  # that view heads each node's file itself
-                sys.stdout.write(f"==> {VIEW_PATHS[v]} <==\n")
-            sys.stdout.write(VIEWS[v](a))
+                sys.stdout.write(f"==> {VIEW_PATHS.get(v) or SLAB_VIEWS[v]} <==\n")
+            sys.stdout.write(text_of(v))
         sys.stdout.write("\n")
         sys.stdout.flush()
         for line in summary.lines():
@@ -129,7 +147,7 @@ def cmd_subject(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kmemspec",
-        description="An executable model of the Linux 6.12.117 page allocator.")
+        description="An executable model of the Linux 6.12.117 page and slab allocators.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def machine_opts(sp: argparse.ArgumentParser, from_scenario: bool = False) -> None:
@@ -140,7 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(hello-shaped JSON, see machines/)" + extra)
         sp.add_argument("--cpus", type=int, default=None, metavar="N",
                         help="give every node N CPUs, numbered node by node "
-                             "(on the default machine: MachineConfig.numa(cpus_per_node=N))")
+                             "(on the default machine: MachineConfig.numa(cpus_per_node=N)); "
+                             "slab orders follow the total, as num_present_cpus()")
+        sp.add_argument("--slabinfo", default=None, metavar="FILE",
+                        help="also create every cache listed in a real /proc/slabinfo, by "
+                             "name and size, so the model starts out like that machine")
 
     sp = sub.add_parser("show", help="print a /proc or sysfs view of a freshly booted machine")
     sp.add_argument("view", metavar="VIEW", help=f"one of: {', '.join(VIEWS)}")

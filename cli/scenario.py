@@ -12,6 +12,13 @@ Line forms (blank lines and ``#`` comments are skipped)::
     alloc_pages order=3 gfp=GFP_KERNEL|__GFP_ZERO nid=-1 cpu=0 ctx=process as=a1
     free_pages pfn=$a1 order=3
     alloc_pages order=11 expect_null
+    kmem_cache_create name=foo size=72 align=64 flags=SLAB_HWCACHE_ALIGN
+    kmem_cache_alloc name=foo gfp=GFP_KERNEL as=o1
+    kmalloc size=100 gfp=GFP_KERNEL as=k1
+    kfree addr=$k1
+
+The slab allocator (impl/slab_common.py) is booted at the first slab or kmalloc operation, so
+page-only scenarios keep no slab pages.
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from impl.page_alloc import PageAllocator
+from impl.slab_common import SlabAllocator
 from spec.context import Context, Effect
 from spec.errors import KmemError, ScenarioError
 from spec.gfp import GFP_KERNEL, format_gfp, parse_gfp
 from spec.layout import NUMA_NO_NODE
+from spec.slab import format_slab_flags, parse_slab_flags
 
 
 class Ref(NamedTuple):
@@ -35,10 +44,10 @@ class Ref(NamedTuple):
     name: str
 
 
-ArgValue = int | Context | Ref | None
+ArgValue = int | str | Context | Ref | None
 
 # Field kinds
-INT, GFP, CTX = "int", "gfp", "ctx"
+INT, GFP, CTX, NAME, SFLAGS = "int", "gfp", "ctx", "name", "slab_flags"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -72,7 +81,24 @@ OPS: dict[str, OpSpec] = {
     "kswapd": OpSpec({"nid": (INT, 0)}),
     "enter": OpSpec({"ctx": (CTX, REQUIRED), "cpu": (INT, 0)}),
     "exit": OpSpec({"ctx": (CTX, REQUIRED), "cpu": (INT, 0)}),
+    # kmalloc and slab caches (the protocol's kmalloc and slab requests, and the model's extras)
+    "kmalloc": OpSpec({"size": (INT, REQUIRED), "gfp": (GFP, GFP_KERNEL),
+                       "nid": (INT, NUMA_NO_NODE), "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)},
+                      binds=True, allocates=True),
+    "kfree": OpSpec({"addr": (INT, REQUIRED), "cpu": (INT, 0)}),
+    "ksize": OpSpec({"addr": (INT, REQUIRED)}),
+    "kmem_cache_create": OpSpec({"name": (NAME, REQUIRED), "size": (INT, REQUIRED),
+                                 "align": (INT, 0), "flags": (SFLAGS, 0)}),
+    "kmem_cache_alloc": OpSpec({"name": (NAME, REQUIRED), "gfp": (GFP, GFP_KERNEL),
+                                "nid": (INT, NUMA_NO_NODE), "cpu": (INT, 0),
+                                "ctx": (CTX, _CTX_CURRENT)}, binds=True, allocates=True),
+    "kmem_cache_free": OpSpec({"name": (NAME, REQUIRED), "addr": (INT, REQUIRED),
+                               "cpu": (INT, 0)}),
+    "kmem_cache_shrink": OpSpec({"name": (NAME, REQUIRED)}),
+    "kmem_cache_destroy": OpSpec({"name": (NAME, REQUIRED)}),
 }
+SLAB_OPS = ("kmalloc", "kfree", "ksize", "kmem_cache_create", "kmem_cache_alloc",
+            "kmem_cache_free", "kmem_cache_shrink", "kmem_cache_destroy")
 
 EXPECTS = ("null", "error")
 _KSWAPD_RE = re.compile(r"reclaimed (\d+) pages")
@@ -112,6 +138,13 @@ def _parse_value(kind: str, raw: Any, where: str) -> ArgValue:
         return raw if isinstance(raw, int) else _parse_int(raw.strip(), where)
     if not isinstance(raw, str):
         raise ScenarioError(f"{where}: expected a string, got {raw!r}")
+    if kind == NAME:
+        return raw
+    if kind == SFLAGS:
+        try:
+            return parse_slab_flags(raw)
+        except ValueError as e:
+            raise ScenarioError(f"{where}: {e}") from None
     if kind == GFP:
         # Names are checked here; zone-bit combinations are the allocator's to reject at run
         # time (a GfpError on the op's line), as the kernel's gfp_zone() would.
@@ -298,6 +331,8 @@ def _fmt_args(step: Step, args: dict[str, Any]) -> str:
     for k, v in args.items():
         if k == "gfp":
             parts.append(f"gfp={format_gfp(v)}")
+        elif k == "flags":
+            parts.append(f"flags={format_slab_flags(v)}")
         elif k == "ctx":
             if v is not None:
                 parts.append(f"ctx={v.name.lower()}")
@@ -319,16 +354,28 @@ def _json_arg(key: str, v: Any) -> Any:
         return v.name.lower()
     if key == "gfp":
         return format_gfp(v)
+    if key == "flags":
+        return format_slab_flags(v)
+    if key == "addr" and isinstance(v, int):
+        return hex(v)
     return v
 
 
 class Runner:
     """Executes steps against one PageAllocator, keeping handles and the summary."""
 
-    def __init__(self, a: PageAllocator) -> None:
+    def __init__(self, a: PageAllocator, *, slabinfo: str | None = None) -> None:
         self.a = a
         self.handles: dict[str, int | None] = {}
         self.summary = Summary()
+        self.slabinfo = slabinfo
+        self.sa: SlabAllocator | None = None  # booted by the first slab operation
+
+    def slab(self) -> SlabAllocator:
+        """The slab allocator over this run's page allocator (booted on first use)."""
+        if self.sa is None:
+            self.sa = SlabAllocator(self.a, slabinfo=self.slabinfo)
+        return self.sa
 
     def _resolve(self, step: Step) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -397,11 +444,57 @@ class Runner:
         if op == "kswapd":
             n = a.kswapd(args["nid"])  # counted from its kswapd_run effect
             return f"{n} pages reclaimed", {"reclaimed": n}, False
+        if op in SLAB_OPS:
+            return self._execute_slab(step, args, self.slab())
         if op in ("enter", "exit"):
             getattr(a, op)(args["ctx"], args["cpu"])
             now = a.context(args["cpu"]).name.lower()
             return f"cpu {args['cpu']} now in {now} context", {"context": now}, False
         raise AssertionError(op)  # parse_scenario admits only OPS
+
+    def _execute_slab(self, step: Step, args: dict[str, Any],
+                      sa: SlabAllocator) -> tuple[str, dict[str, Any], bool]:
+        op = step.op
+        if op in ("kmalloc", "kmem_cache_alloc"):
+            if op == "kmalloc":
+                addr = sa.kmalloc_node(args["size"], args["gfp"], args["nid"], cpu=args["cpu"],
+                                       ctx=args["ctx"])
+            else:
+                addr = sa.kmem_cache_alloc_node(args["name"], args["gfp"], args["nid"],
+                                                cpu=args["cpu"], ctx=args["ctx"])
+            if step.bind:
+                self.handles[step.bind] = addr
+            if addr is None:
+                return "NULL", {"addr": None}, True
+            if addr <= 16:
+                return f"{addr:#x} (ZERO_SIZE_PTR)", {"addr": hex(addr)}, False
+            pfn = (addr - self.a.page_offset) >> 12
+            text, rec = self._alloc_result(pfn, args["cpu"], f"addr {addr:#x}, ")
+            big = sa.large.get(addr)
+            where = (f"large kmalloc, order {big[1]}" if big is not None
+                     else f"{sa.lookup_object(addr)[0].cache.name}")
+            return f"{text} ({where})", {"addr": hex(addr), **rec, "from": where}, False
+        if op == "kfree":
+            sa.kfree(args["addr"], cpu=args["cpu"])
+            return "ok", {"ok": True}, False
+        if op == "ksize":
+            n = sa.ksize(args["addr"])
+            return f"{n} bytes", {"ksize": n}, False
+        if op == "kmem_cache_create":
+            c = sa.kmem_cache_create(args["name"], args["size"], args["align"], args["flags"])
+            merged = f", merged into {c.name}" if c.name != args["name"] else ""
+            return (f"ok: object size {c.object_size}, stride {c.size}, align {c.align}, "
+                    f"{c.oo_objects} objects per slab of order {c.oo_order}{merged}",
+                    {"ok": True, "size": c.size, "objperslab": c.oo_objects,
+                     "order": c.oo_order, "cache": c.name}, False)
+        if op == "kmem_cache_free":
+            sa.kmem_cache_free(args["name"], args["addr"], cpu=args["cpu"])
+            return "ok", {"ok": True}, False
+        if op == "kmem_cache_shrink":
+            r = sa.kmem_cache_shrink(args["name"])
+            return f"{r} ({'slabs remain' if r else 'no slab left'})", {"result": r}, False
+        sa.kmem_cache_destroy(args["name"])
+        return "ok", {"ok": True}, False
 
     def step(self, step: Step) -> Outcome:
         """Run one step; a KmemError becomes the step's error (state unchanged)."""
@@ -474,10 +567,10 @@ class Runner:
         return self.summary
 
 
-def run_steps(a: PageAllocator, steps: list[Step],
-              emit: Callable[[Outcome], None]) -> Summary:
+def run_steps(a: PageAllocator, steps: list[Step], emit: Callable[[Outcome], None], *,
+              runner: Runner | None = None) -> Summary:
     """Run every step in order, handing each outcome to ``emit`` as it completes."""
-    r = Runner(a)
+    r = runner if runner is not None else Runner(a)
     for st in steps:
         emit(r.step(st))
     return r.finish()

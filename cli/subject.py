@@ -1,6 +1,7 @@
-"""The reference subject: the model speaking the subject protocol (version 1, feature ``pages``).
+"""The reference subject: the model speaking the subject protocol (version 1, features
+``pages``, ``kmalloc`` and ``slab``).
 
-JSON Lines on stdin/stdout, as /work/shared/design/oracle-protocol.md and docs/protocol.md
+JSON Lines on stdin/stdout, as ../shared/design/oracle-protocol.md and docs/protocol.md
 describe. Only answers go to stdout: while serving, ``sys.stdout`` points at stderr so that a
 stray print anywhere in the model cannot break the protocol.
 """
@@ -14,15 +15,18 @@ from typing import Any, TextIO
 
 from impl.machine import MachineConfig
 from impl.page_alloc import PageAllocator
+from impl.slab_common import SlabAllocator
 from spec.context import Context
 from spec.errors import KmemError
 from spec.gfp import __GFP_DIRECT_RECLAIM, parse_gfp
-from spec.layout import NUMA_NO_NODE
+from spec.layout import NUMA_NO_NODE, PAGE_SIZE
+from spec.slab import SLAB_NO_MERGE
 
 PROTOCOL_VERSION = 1
-FEATURES = ["pages"]
-OTHER_FEATURE_OPS = ("kmalloc", "kfree", "kmem_cache_create", "kmem_cache_alloc",
-                     "kmem_cache_free", "kmem_cache_destroy", "vmalloc", "vfree")
+FEATURES = ["pages", "kmalloc", "slab"]
+SLAB_OPS = ("kmalloc", "kfree", "kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free",
+            "kmem_cache_destroy")
+OTHER_FEATURE_OPS = ("vmalloc", "vfree")
 _DIRECT_RECLAIM = __GFP_DIRECT_RECLAIM  # no name mangling inside the class
 
 
@@ -51,6 +55,20 @@ def _str(msg: dict[str, Any], key: str, default: str | None = None) -> str:
     return v
 
 
+def _addr(msg: dict[str, Any], key: str) -> int:
+    """A virtual address: lower-case hex with 0x (an integer is accepted too)."""
+    v = msg.get(key)
+    if isinstance(v, str) and v.startswith("0x"):
+        try:
+            return int(v, 16)
+        except ValueError:
+            pass
+    elif isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    raise BadRequestError(f"field {key!r} must be an address like \"0xffff888000010000\", "
+                          f"got {v!r}")
+
+
 class Subject:
     """One protocol session: ``None`` allocator until ``hello``."""
 
@@ -60,6 +78,7 @@ class Subject:
         self.verbose = verbose
         self.log = log if log is not None else sys.stderr
         self.a: PageAllocator | None = None
+        self.sa: SlabAllocator | None = None  # booted at the first kmalloc/slab request
 
     def _diag(self, text: str) -> None:
         print(f"kmemspec subject: {text}", file=self.log, flush=True)
@@ -82,6 +101,12 @@ class Subject:
                 if op == "alloc_pages":
                     return self._alloc_pages(seq, msg, self.a), False
                 return self._free_pages(seq, msg, self.a), False
+            if op in SLAB_OPS:
+                if self.a is None:
+                    raise BadRequestError(f"{op} before hello")
+                if self.sa is None:  # pages-only sessions keep no slab pages (liveness)
+                    self.sa = SlabAllocator(self.a)
+                return self._slab_op(seq, op, msg, self.sa), False
             if op in OTHER_FEATURE_OPS:
                 raise BadRequestError(f"op {op!r} is not implemented "
                                       f"(features: {', '.join(FEATURES)})")
@@ -135,6 +160,72 @@ class Subject:
         pfn = _int(msg, "pfn", nonneg=True)
         order = _int(msg, "order", nonneg=True)
         a.free_pages_pfn(pfn, order)
+        a.drain_effects()
+        return {"seq": seq, "ok": True}
+
+    def _where(self, msg: dict[str, Any], a: PageAllocator) -> tuple[int, int, int, Context]:
+        """gfp (served without __GFP_DIRECT_RECLAIM in atomic context), nid, cpu, ctx."""
+        gfp = parse_gfp(_str(msg, "gfp"), ignore_hex=True)
+        nid = _int(msg, "nid", NUMA_NO_NODE)
+        cpu = _int(msg, "cpu", 0)
+        ctx = Context.parse(_str(msg, "ctx", "process"))
+        if ctx.atomic:
+            gfp &= ~_DIRECT_RECLAIM
+        if cpu not in a.cpu_node:
+            raise BadRequestError(f"cpu {cpu} does not exist")
+        if nid != NUMA_NO_NODE and not 0 <= nid < len(a.nodes):
+            raise BadRequestError(f"node {nid} is not online")
+        return gfp, nid, cpu, ctx
+
+    def _addr_answer(self, seq: int, addr: int | None, a: PageAllocator) -> dict[str, Any]:
+        effects = a.drain_effects()
+        ans: dict[str, Any] = {"seq": seq, "addr": None if addr is None else hex(addr)}
+        if any(e.kind == "sleep" for e in effects):
+            ans["slept"] = True
+        if self.verbose:
+            for e in effects:
+                self._diag(f"seq {seq}: {e.kind} node {e.nid}: {e.detail}")
+        return ans
+
+    def _slab_op(self, seq: int, op: str, msg: dict[str, Any],
+                 sa: SlabAllocator) -> dict[str, Any]:
+        """kmalloc, kfree and the kmem_cache_* requests (docs/protocol.md)."""
+        a = sa.pages
+        if op == "kmalloc":
+            size = _int(msg, "size", nonneg=True)
+            gfp, nid, cpu, ctx = self._where(msg, a)
+            return self._addr_answer(seq, sa.kmalloc_node(size, gfp, nid, cpu=cpu, ctx=ctx), a)
+        if op == "kfree":
+            sa.kfree(_addr(msg, "addr"))
+            a.drain_effects()
+            return {"seq": seq, "ok": True}
+        if op == "kmem_cache_create":
+            name = _str(msg, "name")
+            size = _int(msg, "size", nonneg=True)
+            align = _int(msg, "align", 0, nonneg=True)
+            if not 1 <= size <= PAGE_SIZE * 8:
+                raise BadRequestError(f"kmem_cache_create({name!r}): size {size} is not in "
+                                      f"1..{PAGE_SIZE * 8}")
+            if align & (align - 1) or align > PAGE_SIZE:
+                raise BadRequestError(f"kmem_cache_create({name!r}): align {align} is not 0 "
+                                      f"or a power of two <= {PAGE_SIZE}")
+            if name in sa.by_name:
+                raise BadRequestError(f"kmem_cache_create({name!r}): name already used")
+            # SLAB_NO_MERGE: a protocol cache name always identifies its own objects
+            sa.kmem_cache_create(name, size, align, SLAB_NO_MERGE)
+            a.drain_effects()
+            return {"seq": seq, "ok": True}
+        name = _str(msg, "name")
+        if name not in sa.by_name or sa.by_name[name].name != name:
+            raise BadRequestError(f"{op}: unknown cache {name!r}")
+        if op == "kmem_cache_alloc":
+            gfp, nid, cpu, ctx = self._where(msg, a)
+            return self._addr_answer(
+                seq, sa.kmem_cache_alloc_node(name, gfp, nid, cpu=cpu, ctx=ctx), a)
+        if op == "kmem_cache_free":
+            sa.kmem_cache_free(name, _addr(msg, "addr"))
+        else:
+            sa.kmem_cache_destroy(name)
         a.drain_effects()
         return {"seq": seq, "ok": True}
 

@@ -347,7 +347,12 @@ class SlabAllocator(Slub):
         """Create every cache of a real /proc/slabinfo that the model lacks, by name and
         objsize, oldest (last line) first, so the model's slabinfo lists them in the real
         order. Returns the names created."""
-        lines = Path(path).read_text().splitlines()
+        try:
+            lines = Path(path).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SlabError(f"cannot read slabinfo {path}: {e}") from None
+        if not lines or not lines[0].startswith("slabinfo - version: 2.1"):
+            raise SlabError(f"{path}: not a /proc/slabinfo of version 2.1")
         made = []
         for line in reversed(lines):
             if not line.strip() or line.startswith(("slabinfo", "#")):
@@ -668,3 +673,33 @@ def abstract_slabs(sa: SlabAllocator) -> SlabState:
                 frozenset(i for i, f in enumerate(sl.free) if f), sl.inuse, len(cf),
                 rec[2] if rec else "free", rec[0] if rec else -1))
     return SlabState(tuple(recs), tuple(nodes))
+
+
+def slabtop(sa: SlabAllocator, limit: int = 20) -> str:
+    """A ``slabtop --once``-like summary (procps slabtop: totals, then caches by object
+    count): the same counters /proc/slabinfo prints."""
+    rows = sa.slabinfo_rows()
+    objs = sum(r[2] for r in rows)
+    active = sum(r[1] for r in rows)
+    slabs = sum(r[6] for r in rows)
+    size_kb = sum(r[6] * r[5] * 4 for r in rows)
+    active_kb = sum(r[1] * r[3] for r in rows) / 1024
+    used = [r for r in rows if r[2]]
+    lines = [
+        f" Active / Total Objects (% used)    : {active} / {objs} "
+        f"({100 * active / objs if objs else 0:.1f}%)",
+        f" Active / Total Slabs (% used)      : {slabs} / {slabs} "
+        f"({100.0 if slabs else 0:.1f}%)",
+        f" Active / Total Caches (% used)     : {len(used)} / {len(rows)} "
+        f"({100 * len(used) / len(rows) if rows else 0:.1f}%)",
+        f" Active / Total Size (% used)       : {active_kb:.2f}K / {size_kb:.2f}K "
+        f"({100 * active_kb / size_kb if size_kb else 0:.1f}%)",
+        "",
+        "  OBJS ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE NAME",
+    ]
+    for name, act, num, objsize, per, pages, nslabs in sorted(
+            rows, key=lambda r: (-r[2], r[0]))[:limit]:
+        use = 100 * act // num if num else 0
+        lines.append(f"{num:6} {act:6} {use:3}% {objsize / 1024:7.2f}K {nslabs:6} {per:8} "
+                     f"{nslabs * pages * 4:9}K {name}")
+    return "\n".join(lines) + "\n"

@@ -46,7 +46,8 @@ def free(seq: int, pfn: int, order: int) -> dict[str, Any]:
 def started(hello: dict[str, Any] | None = None) -> Subject:
     s = Subject()
     ans, done = s.handle(dict(hello or HELLO))
-    assert ans == {"seq": 1, "ok": True, "name": "kmemspec", "features": ["pages"]}
+    assert ans == {"seq": 1, "ok": True, "name": "kmemspec",
+                   "features": ["pages", "kmalloc", "slab"]}
     assert not done
     return s
 
@@ -60,7 +61,7 @@ def test_full_session_over_stdio() -> None:
         free(4, 0, 0),  # never allocated
         alloc(5, 11),
         alloc(6, 2, "GFP_KERNEL", cpu=1, ctx="atomic"),
-        {"op": "kmalloc", "seq": 7, "size": 8, "gfp": "GFP_KERNEL", "nid": -1, "cpu": 0,
+        {"op": "vmalloc", "seq": 7, "size": 8, "gfp": "GFP_KERNEL", "cpu": 0,
          "ctx": "process"},
         {"op": "bye", "seq": 10},
     ]
@@ -85,7 +86,8 @@ def test_full_session_over_stdio() -> None:
     assert "Traceback" not in err
 
     assert [a["seq"] for a in answers] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-    assert answers[0] == {"seq": 1, "ok": True, "name": "ref", "features": ["pages"]}
+    assert answers[0] == {"seq": 1, "ok": True, "name": "ref",
+                          "features": ["pages", "kmalloc", "slab"]}
     assert isinstance(pfn2, int) and pfn2 % 8 == 0 and set(answers[1]) == {"seq", "pfn"}
     assert 16384 <= answers[2]["pfn"] < 32768  # __GFP_THISNODE on node 1; 0x token ignored
     assert set(answers[3]) == {"seq", "error"}  # pfn 0 was never allocated: it is free
