@@ -82,6 +82,7 @@ class MachineConfig:
     min_free_kbytes: int | None = None
     thp: bool = True
     name: str = "custom"
+    watermark_scale_factor: int = 10  # vm.watermark_scale_factor: kswapd gaps, 1/10000ths
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -106,6 +107,10 @@ class MachineConfig:
             raise MachineError(f"max_order {self.max_order} out of range 0..20")
         if not self.nodes:
             raise MachineError("a machine needs at least one node")
+        if type(self.watermark_scale_factor) is not int or not (
+                1 <= self.watermark_scale_factor <= 3000):  # page_alloc_sysctl_table: 1..3000
+            raise MachineError(f"watermark_scale_factor {self.watermark_scale_factor!r} out of "
+                               "range 1..3000")
         n = len(self.nodes)
         for i, node in enumerate(self.nodes):
             if node.nid != i:
@@ -194,9 +199,10 @@ class MachineConfig:
     @staticmethod
     def flat(pages: int, nodes: int = 1, max_order: int = MAX_PAGE_ORDER_DEFAULT,
              zone: int = ZONE_NORMAL, min_pages: int | None = None,
-             name: str = "flat") -> MachineConfig:
+             name: str = "flat", watermark_scale_factor: int = 10) -> MachineConfig:
         """``nodes`` nodes of ``pages`` pages each, one zone per node, no holes, one CPU per
-        node; explicit ``min`` watermark if given. Used for scale benchmarks and tests."""
+        node; explicit ``min`` watermark if given. Used for scale benchmarks and tests. A
+        ``pages`` that is not a multiple of 2^max_order makes nodes meet at unaligned pfns."""
         node_cfgs = []
         for nid in range(nodes):
             s = nid * pages
@@ -205,7 +211,33 @@ class MachineConfig:
                 lowmem_reserve=(0,) * MAX_NR_ZONES if min_pages is not None else None),)))
         dist = tuple(tuple(LOCAL_DISTANCE if a == b else REMOTE_DISTANCE for b in range(nodes))
                      for a in range(nodes))
-        return MachineConfig(tuple(node_cfgs), dist, max_order=max_order, name=name).validate()
+        return MachineConfig(tuple(node_cfgs), dist, max_order=max_order, name=name,
+                             watermark_scale_factor=watermark_scale_factor).validate()
+
+    @staticmethod
+    def unaligned(pages: tuple[int, int, int] = (40, 64, 96), max_order: int = 4,
+                  min_pages: int = 8, watermark_scale_factor: int = 1000, reserve: int = 4,
+                  name: str = "unaligned") -> MachineConfig:
+        """Zones and nodes that meet at pfns that are not 2^max_order aligned, as on real
+        machines and in a protocol ``hello``: node 0 has DMA [0, a) and DMA32 [a, a + b),
+        node 1 a Normal zone of c pages right after, for ``pages`` = (a, b, c); CPUs 0 and 1
+        on node 0, CPU 2 on node 1. Every zone has min ``min_pages``; lowmem_reserve is
+        (0, r, 2r, 2r) for DMA and (0, 0, r, r) for DMA32 (r = ``reserve``). With the default
+        watermark_scale_factor of 1000, min, low and high are several pages apart."""
+        a, b, c = pages
+        n0 = NodeConfig(0, (0, 1), (
+            ZoneConfig(ZONE_DMA, 0, a, ((0, a),), min=min_pages,
+                       lowmem_reserve=(0, reserve, 2 * reserve, 2 * reserve)),
+            ZoneConfig(ZONE_DMA32, a, b, ((a, a + b),), min=min_pages,
+                       lowmem_reserve=(0, 0, reserve, reserve)),
+        ))
+        n1 = NodeConfig(1, (2,), (
+            ZoneConfig(ZONE_NORMAL, a + b, c, ((a + b, a + b + c),), min=min_pages,
+                       lowmem_reserve=(0,) * MAX_NR_ZONES),
+        ))
+        dist = ((LOCAL_DISTANCE, REMOTE_DISTANCE), (REMOTE_DISTANCE, LOCAL_DISTANCE))
+        return MachineConfig((n0, n1), dist, max_order=max_order, name=name,
+                             watermark_scale_factor=watermark_scale_factor).validate()
 
     @staticmethod
     def tiny() -> MachineConfig:
@@ -271,7 +303,8 @@ class MachineConfig:
     @staticmethod
     def from_file(path: str | Path) -> MachineConfig:
         """Load a machine file: JSON in the ``hello`` shape, plus optional ``ranges`` and
-        ``reserved`` per zone ([[start, end], ...]), ``min_free_kbytes`` and ``thp``."""
+        ``reserved`` per zone ([[start, end], ...]), ``min_free_kbytes``, ``thp`` and
+        ``watermark_scale_factor``."""
         p = Path(path)
         try:
             data = json.loads(p.read_text())
@@ -309,6 +342,7 @@ class MachineConfig:
                 tuple(nodes), dist, max_order=int(data.get("max_order", 10)),
                 min_free_kbytes=int(mfk) if mfk is not None else None,
                 thp=bool(data.get("thp", True)), name=str(data.get("name", name)),
+                watermark_scale_factor=int(data.get("watermark_scale_factor", 10)),
             ).validate()
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, MachineError):

@@ -3,10 +3,14 @@
 Each function takes a booted :class:`impl.page_alloc.PageAllocator` and returns the text the
 kernel would print, so that a scenario's output can be diffed against a real machine's files.
 Sources: mm/vmstat.c (frag_show_print, pagetypeinfo_show and its helpers, zoneinfo_show_print)
-and drivers/base/node.c (node_read_numastat).
+and drivers/base/node.c (node_read_numastat). The views build the structures of
+:mod:`impl.procfs` and print them with its renderers; the tests parse files captured from
+Debian's 6.12.117 kernel (tests/fixtures/linux-6.12/) with the same parsers, and check that the
+renderers reproduce those files byte for byte.
 
-What the model does not have is left out, never invented: per-CPU pagesets (the model has no
-pcp lists), and every vm stat item other than those named in each function's docstring.
+The pinned config is Debian's: CONFIG_ZONE_DEVICE=y (five zones per node in zoneinfo, five
+protection entries), no CONFIG_CMA (no CMA migratetype in pagetypeinfo), CONFIG_NUMA. What the
+model does not have is printed as the model's truth and documented in zoneinfo_stanzas().
 """
 
 from __future__ import annotations
@@ -15,14 +19,58 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from impl.page_alloc import PageAllocator, Zone
-from spec.gfp import MAX_NR_ZONES, MIGRATE_TYPES, MIGRATETYPE_NAMES, ZONE_NAMES
+from impl.procfs import (
+    BuddyRow,
+    FreeCount,
+    Pageset,
+    PagetypeNode,
+    ZoneStanza,
+    render_buddyinfo,
+    render_numastat,
+    render_pagetypeinfo,
+    render_zoneinfo,
+)
+from impl.watermarks import compute_zone_watermarks, extend_lowmem_reserve
+from spec.gfp import (
+    KERNEL_MAX_NR_ZONES,
+    KERNEL_ZONE_NAMES,
+    MAX_NR_ZONES,
+    MIGRATE_TYPES,
+    MIGRATETYPE_NAMES,
+    ZONE_NAMES,
+)
+from spec.layout import PAGE_SHIFT
 
 # pagetypeinfo_showfree_print() stops walking a free list at this many entries.
 FREELIST_WALK_CAP = 100000
 # SECTION_SIZE_BITS on x86-64: memory is onlined in 128 MiB sections; pfn_to_online_page()
 # is NULL for pfns in sections with no present memory (the PCI hole below 4 GiB, say).
 SECTION_SIZE_BITS = 27
-PFN_SECTION_SHIFT = SECTION_SIZE_BITS - 12
+PFN_SECTION_SHIFT = SECTION_SIZE_BITS - PAGE_SHIFT
+
+# mm/vmstat.c vmstat_text[] for the pinned config (Debian 6.12.117 amd64: CONFIG_ZSMALLOC,
+# CONFIG_UNACCEPTED_MEMORY, CONFIG_NUMA, CONFIG_IOMMU_SUPPORT, CONFIG_SWAP,
+# CONFIG_NUMA_BALANCING; no CONFIG_SHADOW_CALL_STACK), as the captured zoneinfo lists them.
+ZONE_STAT_ITEMS = (
+    "nr_free_pages", "nr_zone_inactive_anon", "nr_zone_active_anon", "nr_zone_inactive_file",
+    "nr_zone_active_file", "nr_zone_unevictable", "nr_zone_write_pending", "nr_mlock",
+    "nr_bounce", "nr_zspages", "nr_free_cma", "nr_unaccepted")
+NUMA_EVENT_ITEMS = ("numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local",
+                    "numa_other")
+NODE_STAT_ITEMS = (
+    "nr_inactive_anon", "nr_active_anon", "nr_inactive_file", "nr_active_file",
+    "nr_unevictable", "nr_slab_reclaimable", "nr_slab_unreclaimable", "nr_isolated_anon",
+    "nr_isolated_file", "workingset_nodes", "workingset_refault_anon",
+    "workingset_refault_file", "workingset_activate_anon", "workingset_activate_file",
+    "workingset_restore_anon", "workingset_restore_file", "workingset_nodereclaim",
+    "nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_dirty", "nr_writeback",
+    "nr_writeback_temp", "nr_shmem", "nr_shmem_hugepages", "nr_shmem_pmdmapped",
+    "nr_file_hugepages", "nr_file_pmdmapped", "nr_anon_transparent_hugepages",
+    "nr_vmscan_write", "nr_vmscan_immediate_reclaim", "nr_dirtied", "nr_written",
+    "nr_throttled_written", "nr_kernel_misc_reclaimable", "nr_foll_pin_acquired",
+    "nr_foll_pin_released", "nr_kernel_stack", "nr_page_table_pages",
+    "nr_sec_page_table_pages", "nr_iommu_pages", "nr_swapcached", "pgpromote_success",
+    "pgpromote_candidate", "pgdemote_kswapd", "pgdemote_direct", "pgdemote_khugepaged")
 
 
 @dataclass(frozen=True)
@@ -45,8 +93,9 @@ class _ZoneView:
 
 
 def _node_zones(a: PageAllocator, nid: int) -> Iterator[_ZoneView]:
-    """pgdat->node_zones[0..MAX_NR_ZONES-1]: every zone slot of the node, absent zones as
-    empty slots, in zone-index order (walk_zones_in_node())."""
+    """pgdat->node_zones[0..MAX_NR_ZONES-1] of the model: absent zones as empty slots, in
+    zone-index order (walk_zones_in_node()). ZONE_DEVICE is never populated, so the views that
+    list populated zones only need not visit it."""
     by_idx = {z.idx: z for z in a.nodes[nid].zones}
     for idx in range(MAX_NR_ZONES):
         yield _ZoneView(nid, idx, by_idx.get(idx))
@@ -63,14 +112,9 @@ def buddyinfo(a: PageAllocator) -> str:
 
     free_area[order].nr_free summed over migratetypes; the kernel's pcp pages would not be
     counted either, and the model has none."""
-    out: list[str] = []
     orders = range(a.max_order + 1)
-    for node in a.nodes:
-        for z in _populated_zones(a, node.nid):
-            out.append(f"Node {node.nid}, zone {z.name:>8} ")
-            out.extend(f"{z.nr_free(o):6d} " for o in orders)
-            out.append("\n")
-    return "".join(out)
+    return render_buddyinfo([BuddyRow(node.nid, z.name, tuple(z.nr_free(o) for o in orders))
+                             for node in a.nodes for z in _populated_zones(a, node.nid)])
 
 
 def _online_pageblock_ranges(a: PageAllocator) -> list[tuple[int, int]]:
@@ -118,41 +162,25 @@ def pageblock_counts(a: PageAllocator, z: Zone,
 def pagetypeinfo(a: PageAllocator) -> str:
     """/proc/pagetypeinfo: pagetypeinfo_show() once per node with memory (the header repeats
     per node, as the seq_file does), free-list lengths per zone x migratetype x order capped
-    at 100000 with a '>' prefix, then the 'Number of blocks type' table.
+    at 100000 with a '>' prefix, then the 'Number of blocks type' table. The migratetypes are
+    the pinned config's MIGRATE_TYPES: Unmovable, Movable, Reclaimable, HighAtomic, Isolate.
 
     Omitted: the 'Number of mixed blocks' table, printed only with page_owner enabled."""
-    out: list[str] = []
     orders = range(a.max_order + 1)
     online = _online_pageblock_ranges(a)
+    nodes: list[PagetypeNode] = []
     for node in a.nodes:
         zones = list(_populated_zones(a, node.nid))
         if not zones:  # memoryless node: !node_state(nid, N_MEMORY)
             continue
-        out.append(f"Page block order: {a.pageblock_order}\n")
-        out.append(f"Pages per block:  {1 << a.pageblock_order}\n")
-        out.append("\n")
-        out.append(f"{'Free pages count per migrate type at order':<43} ")
-        out.extend(f"{o:6d} " for o in orders)
-        out.append("\n")
-        for z in zones:
-            for mt in range(MIGRATE_TYPES):
-                out.append(f"Node {node.nid:4d}, zone {z.name:>8}, type "
-                           f"{MIGRATETYPE_NAMES[mt]:>12} ")
-                for o in orders:
-                    n = z.nr_free(o, mt)
-                    if n >= FREELIST_WALK_CAP:
-                        out.append(f">{FREELIST_WALK_CAP:6d} ")
-                    else:
-                        out.append(f"{n:6d} ")
-                out.append("\n")
-        out.append(f"\n{'Number of blocks type ':<23}")
-        out.extend(f"{name:>12} " for name in MIGRATETYPE_NAMES[:MIGRATE_TYPES])
-        out.append("\n")
-        for z in zones:
-            out.append(f"Node {node.nid}, zone {z.name:>8} ")
-            out.extend(f"{c:12d} " for c in pageblock_counts(a, z, online))
-            out.append("\n")
-    return "".join(out)
+        free = [(z.name, MIGRATETYPE_NAMES[mt],
+                 tuple(FreeCount(FREELIST_WALK_CAP, True) if n >= FREELIST_WALK_CAP
+                       else FreeCount(n) for n in (z.nr_free(o, mt) for o in orders)))
+                for z in zones for mt in range(MIGRATE_TYPES)]
+        blocks = [(z.name, tuple(pageblock_counts(a, z, online))) for z in zones]
+        nodes.append(PagetypeNode(node.nid, a.pageblock_order, 1 << a.pageblock_order,
+                                  len(orders), free, MIGRATETYPE_NAMES[:MIGRATE_TYPES], blocks))
+    return render_pagetypeinfo(nodes)
 
 
 def _lru_pages_by_zone(a: PageAllocator) -> dict[int, int]:
@@ -165,74 +193,97 @@ def _lru_pages_by_zone(a: PageAllocator) -> dict[int, int]:
     return out
 
 
-def zoneinfo(a: PageAllocator) -> str:
-    """/proc/zoneinfo: zoneinfo_show_print() for all MAX_NR_ZONES zone slots of every node,
-    absent zones printed as the kernel prints unpopulated ones (zeros, then stop after
-    'protection').
+def zone_batchsize(managed: int) -> int:
+    """mm/page_alloc.c zone_batchsize(): min(managed >> 10, 1 MiB of pages) / 4, at least 1,
+    rounded to 2^n - 1 by rounddown_pow_of_two(b + b/2) - 1; pcp->batch is max(1, that)."""
+    batch = max(1, min(managed >> 10, (1 << 20) >> PAGE_SHIFT) // 4)
+    return max(1, (1 << ((batch + batch // 2).bit_length() - 1)) - 1)
 
-    Printed stat items, in the kernel's order: per-node stats nr_inactive_file and
-    nr_file_pages (the page cache is the model's only node-level pool); zone stats
-    nr_free_pages and nr_zone_inactive_file; all six NUMA events. Omitted: every other vm
-    stat item, and the 'pagesets' block (the model has no per-CPU page lists)."""
-    out: list[str] = []
+
+def calculate_normal_threshold(managed: int, nr_online_cpus: int) -> int:
+    """mm/vmstat.c calculate_normal_threshold(): the per-CPU vm stat drift allowed before a
+    fold, 2 * fls(cpus) * (1 + fls(managed >> (27 - PAGE_SHIFT))), at most 125."""
+    mem = managed >> (27 - PAGE_SHIFT)
+    return min(125, 2 * nr_online_cpus.bit_length() * (1 + mem.bit_length()))
+
+
+def zoneinfo_stanzas(a: PageAllocator) -> list[ZoneStanza]:
+    """zoneinfo_show_print()'s data for all KERNEL_MAX_NR_ZONES zone slots of every node
+    (DMA, DMA32, Normal, Movable, Device: the pinned config has CONFIG_ZONE_DEVICE=y).
+
+    Model zones show their live watermarks, boost and lowmem_reserve (extended to the Device
+    column by impl.watermarks.extend_lowmem_reserve); zone slots the model does not have get
+    what impl.watermarks computes for a zone with no pages (an empty Movable zone has
+    min = low = high = promo = SWAP_CLUSTER_MAX). 'cma' is printed, as 0: zone_cma_pages() is
+    0 without CONFIG_CMA but the line is unconditional.
+
+    Every vm stat item of the pinned config is printed, in the kernel's order, with the
+    model's value: the page cache (nr_inactive_file, nr_file_pages, nr_zone_inactive_file),
+    nr_free_pages and the six NUMA events are the model's counters; every other item counts
+    something the model does not have (anon, slab, shmem, writeback, stacks, page tables...),
+    so it is 0, which is the model's truth. Per-CPU pagesets: one per CPU of the machine with
+    count 0 and high 0 (the model has no pcp lists, as if each were drained after every call,
+    and pcp->high stays at its boot value 0 until a list is used, as an unused zone's pagesets
+    show on a real machine), batch from zone_batchsize() and the vm stats threshold from
+    calculate_normal_threshold(), both exact. node_unreclaimable is 0 (the model's kswapd
+    never gives up)."""
+    out: list[ZoneStanza] = []
     lru = _lru_pages_by_zone(a)
+    cpus = sorted(a.cpu_node)
+    empty = compute_zone_watermarks(a.machine, KERNEL_MAX_NR_ZONES)
     for node in a.nodes:
+        by_idx = {z.idx: z for z in node.zones}
         first_populated = True
-        for zv in _node_zones(a, node.nid):
-            z = zv.zone
-            out.append(f"Node {node.nid}, zone {zv.name:>8}")
-            if zv.populated and first_populated:
+        for idx in range(KERNEL_MAX_NR_ZONES):
+            z = by_idx.get(idx)
+            per_node = None
+            if z is not None and z.present > 0 and first_populated:
                 first_populated = False
-                out.append("\n  per-node stats")
-                out.append(f"\n      {'nr_inactive_file':<12} {len(node.lru)}")
-                out.append(f"\n      {'nr_file_pages':<12} {len(node.lru)}")
+                model_node = {"nr_inactive_file": len(node.lru), "nr_file_pages": len(node.lru)}
+                per_node = [(k, model_node.get(k, 0)) for k in NODE_STAT_ITEMS]
             if z is None:
-                vals = [0] * 9
-                reserve = [0] * MAX_NR_ZONES
-            else:
-                vals = [z.free_pages, z.boost, *z.wmark, z.spanned, z.present, z.managed]
-                reserve = list(z.lowmem_reserve) + [0] * (MAX_NR_ZONES - len(z.lowmem_reserve))
-            labels = ("  pages free", "        boost", "        min", "        low",
-                      "        high", "        promo", "        spanned", "        present",
-                      "        managed")
-            for label, v in zip(labels, vals, strict=True):
-                out.append(f"\n{label:<17}{v}")
-            out.append(f"\n{'        cma':<17}0")
-            out.append("\n        protection: (" + ", ".join(str(r) for r in reserve) + ")")
-            if not zv.populated or z is None:
-                out.append("\n")
+                w = empty[(node.nid, idx)]
+                out.append(ZoneStanza(
+                    node.nid, KERNEL_ZONE_NAMES[idx], None, free=0, boost=0, min=w.min,
+                    low=w.low, high=w.high, promo=w.promo, spanned=0, present=0, managed=0,
+                    cma=0, protection=w.lowmem_reserve))
                 continue
-            stats = (
-                ("nr_free_pages", z.free_pages),
-                ("nr_zone_inactive_file", lru.get(z.zid, 0)),
-                ("numa_hit", z.numa_hit),
-                ("numa_miss", z.numa_miss),
-                ("numa_foreign", z.numa_foreign),
-                ("numa_interleave", z.interleave_hit),
-                ("numa_local", z.numa_local),
-                ("numa_other", z.numa_other),
-            )
-            for name, v in stats:
-                out.append(f"\n      {name:<12} {v}")
-            out.append(f"\n  node_unreclaimable:  {0}")
-            out.append(f"\n  start_pfn:           {z.start}")
-            out.append("\n")
-    return "".join(out)
+            mn, low, high, promo = z.wmark
+            st = ZoneStanza(node.nid, KERNEL_ZONE_NAMES[idx], per_node, free=z.free_pages,
+                            boost=z.boost, min=mn, low=low, high=high, promo=promo,
+                            spanned=z.spanned, present=z.present, managed=z.managed, cma=0,
+                            protection=extend_lowmem_reserve(z.lowmem_reserve))
+            out.append(st)
+            if z.present == 0:  # !populated_zone(): nothing after 'protection'
+                continue
+            model_zone = {"nr_free_pages": z.free_pages,
+                          "nr_zone_inactive_file": lru.get(z.zid, 0),
+                          "numa_hit": z.numa_hit, "numa_miss": z.numa_miss,
+                          "numa_foreign": z.numa_foreign, "numa_interleave": z.interleave_hit,
+                          "numa_local": z.numa_local, "numa_other": z.numa_other}
+            st.stats = [(k, model_zone.get(k, 0)) for k in (*ZONE_STAT_ITEMS, *NUMA_EVENT_ITEMS)]
+            batch = zone_batchsize(z.managed)
+            thr = calculate_normal_threshold(z.managed, len(cpus))
+            st.pagesets = [Pageset(c, [("count", 0), ("high", 0), ("batch", batch)], thr)
+                           for c in cpus]
+            st.node_unreclaimable = 0
+            st.start_pfn = z.start
+    return out
+
+
+def zoneinfo(a: PageAllocator) -> str:
+    """/proc/zoneinfo: zoneinfo_show_print() for every zone slot of every node; see
+    zoneinfo_stanzas() for where each number comes from."""
+    return render_zoneinfo(zoneinfo_stanzas(a))
 
 
 def numastat(a: PageAllocator, nid: int) -> str:
     """/sys/devices/system/node/nodeN/numastat: node_read_numastat(), each NUMA event summed
     over the node's zones (sum_zone_numa_event_state())."""
     zs = a.nodes[nid].zones
-    rows = (
-        ("numa_hit", sum(z.numa_hit for z in zs)),
-        ("numa_miss", sum(z.numa_miss for z in zs)),
-        ("numa_foreign", sum(z.numa_foreign for z in zs)),
-        ("interleave_hit", sum(z.interleave_hit for z in zs)),
-        ("local_node", sum(z.numa_local for z in zs)),
-        ("other_node", sum(z.numa_other for z in zs)),
-    )
-    return "".join(f"{name} {v}\n" for name, v in rows)
+    return render_numastat((sum(z.numa_hit for z in zs), sum(z.numa_miss for z in zs),
+                            sum(z.numa_foreign for z in zs), sum(z.interleave_hit for z in zs),
+                            sum(z.numa_local for z in zs), sum(z.numa_other for z in zs)))
 
 
 def numastat_path(nid: int) -> str:

@@ -147,8 +147,14 @@ ZONE_DMA: Final = 0
 ZONE_DMA32: Final = 1
 ZONE_NORMAL: Final = 2
 ZONE_MOVABLE: Final = 3
-MAX_NR_ZONES: Final = 4  # x86-64 without CONFIG_ZONE_DEVICE: DMA, DMA32, Normal, Movable
+MAX_NR_ZONES: Final = 4  # the zones the buddy allocator can use: DMA, DMA32, Normal, Movable
 ZONE_NAMES: Final = ("DMA", "DMA32", "Normal", "Movable")
+# CONFIG_ZONE_DEVICE=y in the pinned (Debian) config: one more zone, which the buddy allocator
+# never hands out and no gfp_zone() selects, but which every node_zones[] has, so the kernel's
+# MAX_NR_ZONES is 5 and /proc/zoneinfo prints five zones and five protection entries per node.
+ZONE_DEVICE: Final = 4
+KERNEL_MAX_NR_ZONES: Final = 5
+KERNEL_ZONE_NAMES: Final = (*ZONE_NAMES, "Device")
 ZONE_BAD: Final = -1  # what gfp_zone's encoding yields for GFP_ZONE_BAD combinations
 
 MIGRATE_UNMOVABLE: Final = 0
@@ -156,10 +162,11 @@ MIGRATE_MOVABLE: Final = 1
 MIGRATE_RECLAIMABLE: Final = 2
 MIGRATE_PCPTYPES: Final = 3
 MIGRATE_HIGHATOMIC: Final = MIGRATE_PCPTYPES
-MIGRATE_CMA: Final = 4
-MIGRATE_ISOLATE: Final = 5
-MIGRATE_TYPES: Final = 6
-MIGRATETYPE_NAMES: Final = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+# No CONFIG_CMA (so no MIGRATE_CMA enumerator), CONFIG_MEMORY_ISOLATION=y: ISOLATE follows
+# HIGHATOMIC, as the Debian 6.12.117 kernel's /proc/pagetypeinfo shows.
+MIGRATE_ISOLATE: Final = 4
+MIGRATE_TYPES: Final = 5
+MIGRATETYPE_NAMES: Final = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
 
 # GFP_ZONE_TABLE / GFP_ZONE_BAD (include/linux/gfp.h), with GFP_ZONES_SHIFT = 2 (4 zones).
 GFP_ZONES_SHIFT: Final = 2
