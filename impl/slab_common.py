@@ -23,7 +23,7 @@ from pathlib import Path
 
 from impl.buddy import get_order
 from impl.page_alloc import OWNER_PAGES, PageAllocator
-from impl.slub import Ctor, KmemCache, Slab, Slub, fls, slub_min_objects
+from impl.slub import Ctor, KmemCache, Slab, Slub, slub_min_objects
 from spec.context import Context, Effect
 from spec.errors import (
     BadNodeError,
@@ -48,6 +48,8 @@ from spec.gfp import (
     format_gfp,
 )
 from spec.layout import NUMA_NO_NODE, PAGE_SHIFT, PAGE_SIZE
+from spec.logic import Bits, If, lshr
+from spec.logic import udiv as udiv_const
 from spec.slab import (
     ARCH_KMALLOC_MINALIGN,
     ARCH_SLAB_MINALIGN,
@@ -102,11 +104,37 @@ OFFSETOF_KMEM_CACHE_NODE = 224
 SIZEOF_KMEM_BUCKETS = 8 * (KMALLOC_SHIFT_HIGH + 1)
 
 
+def kmalloc_index_of(size: Bits, size_index: tuple[int, ...] = KMALLOC_SIZE_INDEX) -> Bits:
+    """kmalloc_slab()'s index for 1 <= size <= KMALLOC_MAX_CACHE_SIZE: size_index[(size - 1)
+    / 8] up to 192 bytes, fls(size - 1) above. Written with the logic kit: proofs/slab.py runs
+    this very function on Z3 bit-vectors, and :func:`kmalloc_index` is its table."""
+    zero = 0 * size
+    small: Bits = zero + size_index[0]
+    for i, idx in enumerate(size_index):
+        small = If(udiv_const(size - 1, 8) == i, zero + idx, small)
+    big: Bits = zero
+    for b in range(KMALLOC_SHIFT_HIGH + 1):
+        big = If(lshr(size - 1, b) != 0, zero + b + 1, big)
+    return If(size <= 192, small, big)
+
+
+def kmalloc_class_size(idx: Bits) -> Bits:
+    """kmalloc_info[idx].size: the object size of the kmalloc caches of index ``idx``."""
+    r: Bits = 0 * idx
+    for i, (size, _) in KMALLOC_INFO.items():
+        r = If(idx == i, 0 * idx + size, r)
+    return r
+
+
+_KMALLOC_INDEX = [0] + [KMALLOC_SIZE_INDEX[(n - 1) // 8] if n <= 192 else (n - 1).bit_length()
+                        for n in range(1, KMALLOC_MAX_CACHE_SIZE + 1)]
+"""The hot path's lookup table (the kernel's formula evaluated once per size). The proof
+kmalloc.size_class checks that it equals the proved kmalloc_index_of() on every size."""
+
+
 def kmalloc_index(size: int) -> int:
-    """kmalloc_slab()'s index: size_index[] up to 192 bytes, fls(size - 1) above."""
-    if size <= 192:
-        return KMALLOC_SIZE_INDEX[(size - 1) // 8]
-    return fls(size - 1)
+    """kmalloc_slab()'s index of a size 1..KMALLOC_MAX_CACHE_SIZE (kmalloc_index_of's table)."""
+    return _KMALLOC_INDEX[size]
 
 
 def kmalloc_type(gfp: int) -> int:

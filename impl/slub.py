@@ -56,6 +56,7 @@ from spec.gfp import (
     gfpflags_allow_blocking,
 )
 from spec.layout import NUMA_NO_NODE, PAGE_SHIFT, PAGE_SIZE
+from spec.logic import Bits, If
 from spec.slab import (
     MAX_OBJS_PER_PAGE,
     MAX_PAGE_ORDER,
@@ -114,9 +115,32 @@ def slub_min_objects(nr_cpus: int, nr_cpu_ids: int | None = None) -> int:
     return 4 * (fls(n) + 1)
 
 
-def order_objects(order: int, size: int) -> int:
-    """Objects of ``size`` bytes in a slab of 2^order pages."""
-    return (PAGE_SIZE << order) // size
+def udiv(x: Bits, y: Bits) -> Bits:
+    """Unsigned division on ints or Z3 bit-vectors (the divisor may be symbolic)."""
+    if type(x) is int and type(y) is int:
+        return x // y
+    import z3
+
+    return z3.UDiv(x, y)
+
+
+def align_up(x: Bits, a: Bits) -> Bits:
+    """ALIGN(x, a) for a power-of-two ``a`` (include/linux/align.h)."""
+    return (x + a - 1) & ~(a - 1)
+
+
+def slab_stride(object_size: Bits, align: Bits, freeptr_outside: Bits) -> Bits:
+    """calculate_sizes()'s s->size: the object rounded to a word, plus a word for a free
+    pointer kept after the object, rounded up to the cache's alignment. Written with the logic
+    kit: calculate_sizes() runs it on ints, proofs/slab.py on Z3 bit-vectors."""
+    size = align_up(object_size, 8)
+    size = If(freeptr_outside, size + 8, size)
+    return align_up(size, align)
+
+
+def order_objects(order: Bits, size: Bits) -> Bits:
+    """oo_objects(): objects of ``size`` bytes in a slab of 2^order pages (kit-written)."""
+    return udiv(PAGE_SIZE << order, size)
 
 
 def calc_slab_order(size: int, min_order: int, max_order: int, fract_leftover: int) -> int:
@@ -197,15 +221,11 @@ class KmemCache:
         """calculate_sizes() without debug flags: word-align the object, place the free
         pointer (after the object for ctor, SLAB_TYPESAFE_BY_RCU or SLAB_POISON caches,
         otherwise inside it, in the middle), align the stride, choose the order."""
-        size = (self.object_size + 7) & ~7
-        self.inuse = size
-        if self.flags & (SLAB_TYPESAFE_BY_RCU | SLAB_POISON) or self.ctor is not None:
-            self.offset = size
-            size += 8
-        else:
-            self.offset = (self.object_size // 2) & ~7
-        size = -(-size // self.align) * self.align
-        self.size = size
+        self.inuse: int = int(align_up(self.object_size, 8))
+        outside = bool(self.flags & (SLAB_TYPESAFE_BY_RCU | SLAB_POISON)) or self.ctor is not None
+        self.offset = self.inuse if outside else (self.object_size // 2) & ~7
+        self.size: int = int(slab_stride(self.object_size, self.align, outside))
+        size = self.size
         order = calculate_order(size, min_objects)
         if order < 0:
             raise ValueError(f"no slab order fits objects of {size} bytes")
@@ -217,9 +237,9 @@ class KmemCache:
         if self.flags & SLAB_RECLAIM_ACCOUNT:
             self.allocflags |= _GFP_RECLAIMABLE
         self.oo_order = order
-        self.oo_objects = order_objects(order, size)
+        self.oo_objects: int = int(order_objects(order, size))
         self.min_order = int(get_order(size))
-        self.min_objects = order_objects(self.min_order, size)
+        self.min_objects: int = int(order_objects(self.min_order, size))
 
     @property
     def freeptr_outside_object(self) -> bool:

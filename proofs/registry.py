@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from proofs import obligations as ob
+from proofs import slab as slab_ob
 from proofs import symbolic as sy
 from proofs.core import ProofResult
 from proofs.mutants import MUTANTS, Mutant, MutantResult, run_mutant
@@ -184,6 +185,11 @@ CHECKS: list[Check] = [
     *(_proof(f"induction.alloc.o{k}[N=32]", partial(sy.induction_alloc, k, LONG_MACHINE), 8,
              "induction", long_only=True) for k in range(4)),
     *(_mutant(m, 2) for m in MUTANTS),
+    # kmalloc and SLUB (proofs/slab.py)
+    *(_proof(name, fn, 10 if name == "kmalloc.alignment" else 3)
+      for name, fn in slab_ob.OBLIGATIONS.items()),
+    *(_mutant(Mutant(name, ob_name, " ".join((bug.__doc__ or bug.__name__).split()), run), 3)
+      for name, (ob_name, bug, run) in slab_ob.SLAB_MUTANTS.items()),
 ]
 """Checks registered statically (the Z3 obligations and their seeded bugs)."""
 
