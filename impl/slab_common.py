@@ -326,7 +326,7 @@ class SlabAllocator(Slub):
     def find_cache(self, name: str | KmemCache) -> KmemCache:
         """The live cache called ``name`` (or ``name`` itself if it is a live cache)."""
         if isinstance(name, KmemCache):
-            if name not in self.slab_caches:
+            if not name.alive:
                 raise UnknownCacheError(f"cache {name.name} was destroyed")
             return name
         s = self.by_name.get(name)
@@ -358,6 +358,7 @@ class SlabAllocator(Slub):
         self.flush_all(s)
         self._do_shrink(s)
         self.slab_caches.remove(s)
+        s.alive = False
         for n in names:
             del self.by_name[n]
         self._free_meta(self.meta.pop(s.name))
@@ -398,8 +399,11 @@ class SlabAllocator(Slub):
 
     # --- cache allocation API --------------------------------------------------------------------
     def _check(self, gfp: int, node: int, cpu: int) -> None:
-        self.pages._gfp_info(gfp)
-        self.pages._check_cpu(cpu)
+        pa = self.pages
+        if gfp not in pa._gfp_cache:
+            pa._gfp_info(gfp)
+        if cpu not in pa.cpu_node:
+            pa._check_cpu(cpu)
         if node != NUMA_NO_NODE and (type(node) is not int or not 0 <= node < self.nr_nodes):
             raise BadNodeError(f"node {node} is not online (nodes 0..{self.nr_nodes - 1})")
 

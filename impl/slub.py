@@ -195,7 +195,7 @@ class KmemCache:
     __slots__ = ("align", "allocflags", "cpu", "cpu_partial", "cpu_partial_slabs", "ctor",
                  "flags", "inuse", "min_objects", "min_order", "min_partial", "name", "node",
                  "object_size", "offset", "oo_objects", "oo_order", "refcount", "size",
-                 "slabs", "usersize")
+                 "slabs", "usersize", "alive")
 
     def __init__(self, name: str, object_size: int, align: int, flags: int, ctor: Ctor | None,
                  min_objects: int, cpus: Iterator[int] | list[int], nr_nodes: int,
@@ -207,6 +207,7 @@ class KmemCache:
         self.ctor = ctor
         self.usersize = usersize
         self.refcount = 1
+        self.alive = True  # False once kmem_cache_destroy() has removed it
         self.calculate_sizes(min_objects)
         # do_kmem_cache_create(): min_partial = clamp(ilog2(size) / 2, MIN_PARTIAL, MAX_PARTIAL)
         self.min_partial = max(MIN_PARTIAL, min(MAX_PARTIAL, ilog2(self.size) // 2))
