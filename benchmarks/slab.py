@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from impl.machine import MachineConfig
@@ -72,6 +73,10 @@ class BareSlab:
         fr[idx] = None
 
 
+def _alloc_256(b: BareSlab, _size: int) -> int:
+    return b.alloc(256)
+
+
 def _pairs(alloc: Callable[[int], int | None], free: Callable[[int], None], sizes: list[int],
            victims: list[int]) -> float:
     """Pairs per second of free(random live) + alloc(next size), LIVE objects kept live."""
@@ -104,8 +109,8 @@ def bench_kmalloc(seed: int = 1) -> dict[str, float]:
         bare.append(_pairs(b.alloc, b.free_obj, sizes, victims))
         cache.append(_pairs(lambda n: sa.kmem_cache_alloc(s, GFP_KERNEL),
                             lambda o: sa.kmem_cache_free(s, o), sizes, victims))
-        b = BareSlab()
-        bare_cache.append(_pairs(lambda n, b=b: b.alloc(256), b.free_obj, sizes, victims))
+        bc = BareSlab()
+        bare_cache.append(_pairs(partial(_alloc_256, bc), bc.free_obj, sizes, victims))
     out = {"kmalloc_pairs_per_s": statistics.median(real),
            "bare_kmalloc_pairs_per_s": statistics.median(bare),
            "kmem_cache_pairs_per_s": statistics.median(cache),
