@@ -75,6 +75,14 @@ def check_view(name: str) -> str:
     return name
 
 
+def slabinfo_of(args: argparse.Namespace, a: PageAllocator) -> str | None:
+    """--slabinfo FILE, else the machine file's ``slabinfo``, else none."""
+    if args.slabinfo:
+        return str(args.slabinfo)
+    v = a.machine.extra.get("slabinfo")
+    return str(v) if v else None
+
+
 def slab_view(name: str, sa: SlabAllocator) -> str:
     return sa.slabinfo() if name == "slabinfo" else slabtop(sa)
 
@@ -84,7 +92,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     view = check_view(args.view)
     a = boot(args.machine, args.cpus)
     if view in SLAB_VIEWS:
-        sys.stdout.write(slab_view(view, SlabAllocator(a, slabinfo=args.slabinfo)))
+        sys.stdout.write(slab_view(view, SlabAllocator(a, slabinfo=slabinfo_of(args, a))))
     else:
         sys.stdout.write(VIEWS[view](a))
     return 0
@@ -112,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                      "yellow" if o.record.get("effects") else None)
             console.print(o.text, style=style)
 
-    runner = Runner(a, slabinfo=args.slabinfo)
+    runner = Runner(a, slabinfo=slabinfo_of(args, a))
     summary = run_steps(a, steps, emit, runner=runner)
     if runner.sa is not None and "slabinfo" not in views:
         views.append("slabinfo")  # a run that used the slab allocator shows its caches

@@ -303,8 +303,9 @@ class MachineConfig:
     @staticmethod
     def from_file(path: str | Path) -> MachineConfig:
         """Load a machine file: JSON in the ``hello`` shape, plus optional ``ranges`` and
-        ``reserved`` per zone ([[start, end], ...]), ``min_free_kbytes``, ``thp`` and
-        ``watermark_scale_factor``."""
+        ``reserved`` per zone ([[start, end], ...]), ``min_free_kbytes``, ``thp``,
+        ``watermark_scale_factor``, and ``slabinfo``: a real /proc/slabinfo (a path relative
+        to the machine file) whose caches the slab allocator creates at boot."""
         p = Path(path)
         try:
             data = json.loads(p.read_text())
@@ -312,6 +313,8 @@ class MachineConfig:
             raise MachineError(f"cannot read machine file {p}: {e.strerror}") from None
         except json.JSONDecodeError as e:
             raise MachineError(f"machine file {p} is not valid JSON: {e}") from None
+        if isinstance(data, dict) and isinstance(data.get("slabinfo"), str):
+            data = {**data, "slabinfo": str(p.parent / data["slabinfo"])}
         return MachineConfig.from_dict(data, name=p.stem)
 
     @staticmethod
@@ -343,6 +346,7 @@ class MachineConfig:
                 min_free_kbytes=int(mfk) if mfk is not None else None,
                 thp=bool(data.get("thp", True)), name=str(data.get("name", name)),
                 watermark_scale_factor=int(data.get("watermark_scale_factor", 10)),
+                extra={k: data[k] for k in ("slabinfo",) if k in data},
             ).validate()
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, MachineError):

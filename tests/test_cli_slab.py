@@ -69,3 +69,13 @@ def test_slab_scenario_parse_errors(tmp_path: Path, line: str, msg: str) -> None
     f.write_text(line.replace("\\n", "\n") + "\n")
     p = run("run", str(f))
     assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr
+
+
+def test_machine_file_names_its_slabinfo() -> None:
+    """machines/qemu-4cpu-1g.json is the 1-node, 4-CPU qemu capture: its zones and its
+    slabinfo's caches, so `show slabinfo` prints the real cache list and geometry."""
+    p = run("show", "slabinfo", "--machine", str(ROOT / "machines" / "qemu-4cpu-1g.json"))
+    assert p.returncode == 0, p.stderr
+    real = [ln.split() for ln in (CAPTURE / "slabinfo").read_text().splitlines()[2:]]
+    mine = [ln.split() for ln in p.stdout.splitlines()[2:]]
+    assert [(r[0], r[3:6]) for r in mine] == [(r[0], r[3:6]) for r in real]
