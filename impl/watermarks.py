@@ -63,13 +63,19 @@ def recommended_min_free_kbytes(nr_zones: int, pageblock_nr_pages: int, lowmem_p
     return rec * page_kb
 
 
+THP_MIN_RAM_PAGES = 512 << (20 - 12)  # totalram_pages() < 512 MiB: no THP by default
+
+
 def min_free_kbytes_for(machine: MachineConfig) -> int:
     """The boot value of vm.min_free_kbytes for this machine."""
     if machine.min_free_kbytes is not None:
         return machine.min_free_kbytes
     lowmem = sum(z.managed for n in machine.nodes for z in n.zones if z.zone != ZONE_MOVABLE)
     mfk = calculate_min_free_kbytes(lowmem * 4)
-    if machine.thp:
+    totalram = sum(z.managed for n in machine.nodes for z in n.zones)
+    # mm/huge_memory.c hugepage_init(): below 512 MiB of RAM THP is switched off and khugepaged
+    # never starts, so set_recommended_min_free_kbytes() never raises the floor.
+    if machine.thp and totalram >= THP_MIN_RAM_PAGES:
         nr_zones = sum(1 for n in machine.nodes for z in n.zones
                        if z.zone <= ZONE_NORMAL and z.managed > 0)
         rec = recommended_min_free_kbytes(nr_zones, 1 << machine.pageblock_order, lowmem)
