@@ -7,8 +7,8 @@ every page managed) whose per-pfn fields are Z3 terms. It implements
 :class:`spec.state.PageView`, so the invariants of spec/invariants.py, the very
 ``definition(view)`` functions the tests evaluate on concrete states, yield Z3 formulas over it.
 
-Transitions mirror the implementation's code paths and call its helpers with Z3 bit-vector
-values (impl.buddy.find_buddy_pfn / combined_pfn / expand_halves):
+Transitions mirror the implementation's code paths (they do not run them) and call its helpers
+with Z3 bit-vector values (impl.buddy.find_buddy_pfn / combined_pfn / expand_halves):
 
 * :func:`free_paths` is ``free_pages_pfn`` -> ``_free_pages_zone`` -> ``_free_one_page``
   (__free_one_page): the block stops being allocated; the merge loop, unrolled up to
@@ -27,6 +27,21 @@ which keeps the counting invariants (nr_free, NR_FREE_PAGES: sums over all pfns)
 the solver; with a symbolic pfn the same sums time out. The induction proof therefore splits
 by cases: every (block, path), plus one obligation showing the cases are exhaustive. The BMC
 merges all paths into one symbolic transition (:func:`merge`).
+
+How the mirror is tied to the code. The transitions are written with the logic kit
+(spec/logic.py), so they also run on a state of plain Python values
+(``SymState.concrete(ms, plain=True)``): then the path conditions are bools and exactly one path
+is enabled (tests/test_conformance.py shows it gives the successor that the same code gives
+on Z3 constants). proofs/conformance.py (``make verify`` row ``symbolic.conforms_to_impl``,
+``python -m proofs.conformance``) runs every free, reclaim and allocation this way on every
+state the explicit-state model checker reaches within its bounds on this machine's shape (16
+pages, MAX_PAGE_ORDER 3, watermarks 0) and on corrupted states made from them, runs the same
+operation on the real PageAllocator, and fails on any difference in the fields modelled here
+(free blocks and their lists, allocated blocks and owners, pageblock migratetypes, nr_free,
+NR_FREE_PAGES); for an allocation, the real choice must be one of the permissive paths. So a
+change to the implementation's free or allocation path that is not made here too (or the
+reverse) fails ``make verify``, with a report of the state, the operation and the fields
+that differ.
 
 Not modelled by these transitions (left to the tests and the explicit-state model checker):
 free-list order (head/tail placement), migratetype fallback (claim/steal, pageblock
@@ -51,6 +66,7 @@ from impl.page_alloc import OWNER_PAGECACHE, OWNER_PAGES
 from proofs.core import DEFAULT_TIMEOUT_MS, ProofResult, combine, prove
 from spec.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_NORMAL
 from spec.invariants import INVARIANTS, violated
+from spec.logic import And, If, Not
 from spec.state import AllocBlock, FreeBlock, MemState, PageView, ZoneSpec
 
 W = 8
@@ -121,6 +137,9 @@ class SymState:
     pb: tuple[Any, ...]
     nr: dict[tuple[int, int], Any]
     fp: Any
+    plain: bool = False
+    """Fields are plain Python values (bools and ints) instead of Z3 terms: the transitions
+    then compute a concrete successor directly (proofs/conformance.py)."""
 
     PER_PFN = ("fh", "ah", "order_", "lzid", "lorder", "lmt", "tl", "owner")
 
@@ -169,10 +188,11 @@ class SymState:
         return self.pb[p >> self.m.pageblock_order]
 
     def nr_free(self, zid: int, order: int, mt: int) -> Any:
-        return self.nr.get((order, mt), z3.IntVal(0)) if zid == 0 else z3.IntVal(0)
+        zero = 0 if self.plain else z3.IntVal(0)
+        return self.nr.get((order, mt), zero) if zid == 0 else zero
 
     def free_pages(self, zid: int) -> Any:
-        return self.fp if zid == 0 else z3.IntVal(0)
+        return self.fp if zid == 0 else (0 if self.plain else z3.IntVal(0))
 
     # --- construction -----------------------------------------------------------------------
     @staticmethod
@@ -238,58 +258,79 @@ class SymState:
 
     # --- decoding ---------------------------------------------------------------------------
     @staticmethod
-    def concrete(ms: MemState, m: Machine | None = None) -> SymState:
-        """The concrete state ``ms`` (one zone at pfn 0) as Z3 values, to run the symbolic
-        transitions on real states (tests compare them with the implementation)."""
+    def concrete(ms: MemState, m: Machine | None = None, *, plain: bool = False) -> SymState:
+        """The concrete state ``ms`` (one zone at pfn 0) as Z3 values, or with ``plain`` as
+        plain Python bools and ints (wrapped to W bits, as the Z3 values are): the transitions
+        then run as ordinary Python code on the same fields and :meth:`decode` without a model
+        reads the result back. Used to run the symbolic transitions on real states and
+        compare them with the implementation (proofs/conformance.py, tests/test_proofs.py)."""
         m = m or Machine(ms.pfn_limit, ms.max_order)
         f, a = ms.free, ms.allocated
+        mk_b: Callable[[bool], Any] = (lambda x: x) if plain else z3.BoolVal
+        mk_v: Callable[[int], Any] = _wrap if plain else bv
+        mk_i: Callable[[int], Any] = int if plain else z3.IntVal
 
         def per(get: Callable[[int], int]) -> tuple[Any, ...]:
-            return tuple(bv(get(p)) for p in range(m.pages))
+            return tuple(mk_v(get(p)) for p in range(m.pages))
 
         return SymState(
-            m, tuple(z3.BoolVal(p in f) for p in range(m.pages)),
-            tuple(z3.BoolVal(p in a) for p in range(m.pages)),
+            m, tuple(mk_b(p in f) for p in range(m.pages)),
+            tuple(mk_b(p in a) for p in range(m.pages)),
             per(lambda p: f[p].order if p in f else a[p].order if p in a else 0),
             per(lambda p: f[p].list_zid if p in f else 0),
             per(lambda p: f[p].list_order if p in f else 0),
             per(lambda p: f[p].list_mt if p in f else 0),
             per(lambda p: f[p].times_listed if p in f else 0),
             per(lambda p: OWNERS.index(a[p].owner) if p in a else 0),
-            tuple(bv(ms.pageblock_mt[i]) for i in range(m.pageblocks)),
-            {(o, mt): z3.IntVal(ms.nr_free.get((0, o, mt), 0)) for o, mt in m.counters()},
-            z3.IntVal(ms.free_pages.get(0, 0)))
+            tuple(mk_v(ms.pageblock_mt[i]) for i in range(m.pageblocks)),
+            {(o, mt): mk_i(ms.nr_free.get((0, o, mt), 0)) for o, mt in m.counters()},
+            mk_i(ms.free_pages.get(0, 0)), plain)
 
-    def decode(self, model: Any) -> MemState:
-        """The concrete MemState this state has in ``model``."""
+    def decode(self, model: Any = None) -> MemState:
+        """The concrete MemState this state has in ``model`` (a plain state: its values)."""
         def ev(t: Any) -> Any:
             return model.eval(t, model_completion=True)
 
         def u(t: Any) -> int:
-            return int(ev(t).as_long())
+            return int(t) & _MASK if self.plain else int(ev(t).as_long())
 
         def s(t: Any) -> int:
-            return int(ev(t).as_signed_long())
+            return _wrap(t) if self.plain else int(ev(t).as_signed_long())
+
+        def n(t: Any) -> int:
+            return int(t) if self.plain else u(t)
+
+        def true(t: Any) -> bool:
+            return bool(t) if self.plain else z3.is_true(ev(t))
 
         free: dict[int, FreeBlock] = {}
         allocated: dict[int, AllocBlock] = {}
         for p in range(self.m.pages):
-            if z3.is_true(ev(self.fh[p])):
+            if true(self.fh[p]):
                 free[p] = FreeBlock(p, s(self.order_[p]), u(self.lzid[p]), s(self.lorder[p]),
                                     u(self.lmt[p]), u(self.tl[p]))
-            if z3.is_true(ev(self.ah[p])):
+            if true(self.ah[p]):
                 own = u(self.owner[p])
                 allocated[p] = AllocBlock(p, s(self.order_[p]), 0,
                                           OWNERS[own] if own < len(OWNERS) else f"owner{own}",
                                           0)
         pb = bytes(u(t) & 0xFF for t in self.pb)
-        nr = {(0, o, mt): u(v) for (o, mt), v in self.nr.items() if u(v)}
+        nr = {(0, o, mt): n(v) for (o, mt), v in self.nr.items() if n(v)}
         return MemState(self.m.max_order, self.m.pageblock_order, (self.m.zone_spec(),), free,
-                        allocated, pb, nr, {0: u(self.fp)}, pfn_limit=self.m.pages)
+                        allocated, pb, nr, {0: n(self.fp)}, pfn_limit=self.m.pages)
 
 
 def _as_bool(x: Any) -> Any:
     return z3.BoolVal(x) if isinstance(x, bool) else x
+
+
+_MASK = (1 << W) - 1
+
+
+def _wrap(x: int) -> int:
+    """x as a signed W-bit value (what a Z3 bit-vector of width W holds)."""
+    x &= _MASK
+    return x - (1 << W) if x >> (W - 1) else x
 
 
 # --- transitions -------------------------------------------------------------------------------
@@ -316,11 +357,29 @@ class Path:
     final: tuple[int, int]  # free: the block finally listed; alloc: the block split
 
 
-def _cval(x: Any) -> int:
-    """A helper's result (a Python int or a Z3 term over values) as a Python int."""
+def _cval(x: Any, plain: bool = False) -> int:
+    """A helper's result (a Python int or a Z3 term over values) as a Python int; in a plain
+    state wrapped to W bits like the Z3 value."""
     if isinstance(x, int):
-        return x
+        return _wrap(x) if plain else x
     return int(z3.simplify(x).as_signed_long())
+
+
+def _val(s: SymState, x: int) -> Any:
+    """The W-bit value x in the state's representation (a Z3 bit-vector or a plain int)."""
+    return _wrap(x) if s.plain else bv(x)
+
+
+def _bool(s: SymState, x: bool) -> Any:
+    return x if s.plain else z3.BoolVal(x)
+
+
+def _is_true(c: Any) -> bool:
+    return c is True or (not isinstance(c, bool) and z3.is_true(c))
+
+
+def _is_false(c: Any) -> bool:
+    return c is False or (not isinstance(c, bool) and z3.is_false(c))
 
 
 def _put(xs: tuple[Any, ...], updates: dict[int, Any]) -> tuple[Any, ...]:
@@ -334,7 +393,7 @@ def _put(xs: tuple[Any, ...], updates: dict[int, Any]) -> tuple[Any, ...]:
 
 def _list_match(s: SymState, p: int, key: tuple[int, int]) -> Any:
     """The block headed at p sits on zone 0's list (order, mt) = key."""
-    return z3.And(s.lzid[p] == 0, s.lorder[p] == key[0], s.lmt[p] == key[1])
+    return And(s.lzid[p] == 0, s.lorder[p] == key[0], s.lmt[p] == key[1])
 
 
 def free_paths(s: SymState, h: int, o: int, *, find_buddy: Fn = find_buddy_pfn,
@@ -356,31 +415,32 @@ def free_paths(s: SymState, h: int, o: int, *, find_buddy: Fn = find_buddy_pfn,
     while True:
         b = -1
         if order < m.max_order:
-            b = _cval(find_buddy(z3.BitVecVal(pfn, W), z3.BitVecVal(order, W)))
-        can: Any = z3.BoolVal(False)
+            b = _cval(find_buddy(_val(s, pfn), _val(s, order)), s.plain)
+        can: Any = _bool(s, False)
         if 0 <= b < m.pages and 0 <= pfn < m.pages and b not in fh:
-            can = z3.And(s.fh[b], s.order_[b] == order)  # same zone: one zone
+            can = And(s.fh[b], s.order_[b] == order)  # same zone: one zone
         # stop here: link (pfn, order) (a seeded helper may have left the machine: then the
         # block is linked nowhere and its pages are lost, which the invariants notice)
         here = {pfn: True} if 0 <= pfn < m.pages else {}
         post = SymState(
-            m, _put(s.fh, {**fh, **{q: z3.BoolVal(True) for q in here}}),
-            _put(s.ah, {h: z3.BoolVal(False)}),
-            _put(s.order_, {q: bv(order) for q in here}), _put(s.lzid, {q: bv(0) for q in here}),
-            _put(s.lorder, {q: bv(order) for q in here}), _put(s.lmt, {q: mt for q in here}),
-            _put(s.tl, {q: bv(1) for q in here}), s.owner, s.pb,
-            {k: v + z3.If(mt == k[1], 1, 0) if k[0] == order else v for k, v in nr.items()},
-            s.fp + (1 << o))
-        stop = [*conds, z3.Not(can)] if order < m.max_order else list(conds)
-        paths.append(Path(tuple(c for c in stop if not z3.is_true(c)), post, h, o,
+            m, _put(s.fh, {**fh, **{q: _bool(s, True) for q in here}}),
+            _put(s.ah, {h: _bool(s, False)}),
+            _put(s.order_, {q: _val(s, order) for q in here}),
+            _put(s.lzid, {q: _val(s, 0) for q in here}),
+            _put(s.lorder, {q: _val(s, order) for q in here}), _put(s.lmt, {q: mt for q in here}),
+            _put(s.tl, {q: _val(s, 1) for q in here}), s.owner, s.pb,
+            {k: v + If(mt == k[1], 1, 0) if k[0] == order else v for k, v in nr.items()},
+            s.fp + (1 << o), s.plain)
+        stop = [*conds, Not(can)] if order < m.max_order else list(conds)
+        paths.append(Path(tuple(c for c in stop if not _is_true(c)), post, h, o,
                           (pfn, order)))
-        if z3.is_false(can):
+        if _is_false(can):
             return paths
         # merge with the buddy: __del_page_from_free_list(buddy), pfn = buddy & pfn
         conds.append(can)
-        fh[b] = z3.BoolVal(False)
-        nr = {k: v - z3.If(_list_match(s, b, k), 1, 0) for k, v in nr.items()}
-        pfn = _cval(combine(z3.BitVecVal(pfn, W), z3.BitVecVal(b, W)))
+        fh[b] = _bool(s, False)
+        nr = {k: v - If(_list_match(s, b, k), 1, 0) for k, v in nr.items()}
+        pfn = _cval(combine(_val(s, pfn), _val(s, b)), s.plain)
         order += 1
 
 
@@ -401,30 +461,30 @@ def alloc_paths(s: SymState, k: int, c: int, owner: Any = 0, *,
     for cur in range(k, m.max_order + 1):
         if c % (1 << cur) or c + (1 << cur) > m.pages:
             continue  # no such block (alignment invariant)
-        fh: dict[int, Any] = {c: z3.BoolVal(False)}
-        order: dict[int, Any] = {c: bv(k)}
+        fh: dict[int, Any] = {c: _bool(s, False)}
+        order: dict[int, Any] = {c: _val(s, k)}
         lzid: dict[int, Any] = {}
         lorder: dict[int, Any] = {}
         lmt: dict[int, Any] = {}
         tl: dict[int, Any] = {}
-        nr = {key: v - z3.If(z3.And(lz == 0, lo == key[0], lm == key[1]), 1, 0)
+        nr = {key: v - If(And(lz == 0, lo == key[0], lm == key[1]), 1, 0)
               for key, v in s.nr.items()}
-        for hp, ho in split(z3.BitVecVal(c, W), k, cur):
-            p = _cval(hp)
+        for hp, ho in split(_val(s, c), k, cur):
+            p = _cval(hp, s.plain)
             if not 0 <= p < m.pages:
                 continue  # a seeded split left the machine: those pages are lost
-            fh[p] = z3.BoolVal(True)
-            order[p] = bv(ho)
-            lzid[p], lorder[p], lmt[p], tl[p] = lz, bv(ho), lm, bv(1)
-            nr = {key: v + z3.If(z3.And(lz == 0, ho == key[0], lm == key[1]), 1, 0)
+            fh[p] = _bool(s, True)
+            order[p] = _val(s, ho)
+            lzid[p], lorder[p], lmt[p], tl[p] = lz, _val(s, ho), lm, _val(s, 1)
+            nr = {key: v + If(And(lz == 0, ho == key[0], lm == key[1]), 1, 0)
                   for key, v in nr.items()}
-        order[c] = bv(k)
-        post = SymState(m, _put(s.fh, fh), _put(s.ah, {c: z3.BoolVal(True)}),
+        order[c] = _val(s, k)
+        post = SymState(m, _put(s.fh, fh), _put(s.ah, {c: _bool(s, True)}),
                         _put(s.order_, order), _put(s.lzid, lzid), _put(s.lorder, lorder),
                         _put(s.lmt, lmt), _put(s.tl, tl),
-                        _put(s.owner, {c: bv(owner) if isinstance(owner, int) else owner}),
+                        _put(s.owner, {c: _val(s, owner) if isinstance(owner, int) else owner}),
                         s.pb, nr,
-                        s.fp - (1 << k))
+                        s.fp - (1 << k), s.plain)
         out.append(Path((s.fh[c], s.order_[c] == cur), post, c, k, (c, cur)))
     return out
 
