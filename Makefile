@@ -24,8 +24,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check spec impl proofs tests cli benchmarks
-	$(BIN)/mypy --strict spec impl proofs tests cli benchmarks
+	$(BIN)/ruff check spec impl proofs tests cli benchmarks tools
+	$(BIN)/mypy --strict spec impl proofs tests cli benchmarks tools
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

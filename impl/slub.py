@@ -192,10 +192,30 @@ def ilog2(x: int) -> int:
 class KmemCache:
     """struct kmem_cache: name, geometry and per-CPU/per-node state of one cache."""
 
-    __slots__ = ("align", "allocflags", "cpu", "cpu_partial", "cpu_partial_slabs", "ctor",
-                 "flags", "inuse", "min_objects", "min_order", "min_partial", "name", "node",
-                 "object_size", "offset", "oo_objects", "oo_order", "refcount", "size",
-                 "slabs", "usersize", "alive")
+    __slots__ = (
+        "align",
+        "alive",
+        "allocflags",
+        "cpu",
+        "cpu_partial",
+        "cpu_partial_slabs",
+        "ctor",
+        "flags",
+        "inuse",
+        "min_objects",
+        "min_order",
+        "min_partial",
+        "name",
+        "node",
+        "object_size",
+        "offset",
+        "oo_objects",
+        "oo_order",
+        "refcount",
+        "size",
+        "slabs",
+        "usersize",
+    )
 
     def __init__(self, name: str, object_size: int, align: int, flags: int, ctor: Ctor | None,
                  min_objects: int, cpus: Iterator[int] | list[int], nr_nodes: int,
