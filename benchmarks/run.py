@@ -1,5 +1,8 @@
 """Benchmarks of the page allocator model: ``make bench`` / ``python -m benchmarks.run``.
 
+0. Ratio: alloc_pages_node + free_pages_pfn pairs per second divided by the pairs per second
+   of a bare-bones CPython buddy allocator (:class:`BareBuddy`, written below) running the same
+   script in the same process, repetitions interleaved: what all the modelling costs.
 1. Throughput: alloc_pages_node + free_pages_pfn pairs per second on the default machine.
 2. Scale: boot time and RSS of 1/4/16 TiB machines, each booted in a fresh subprocess.
 3. Per-operation cost at 1 GiB vs 1 TiB, interleaved repetitions, same workload and seed.
@@ -8,7 +11,8 @@
 
 Every figure is the median of at least 5 repetitions. Timings are reported, never asserted:
 the exit status is 0 whatever the numbers. It is non-zero only when a run is invalid (an
-allocation failed, or the free-page count did not come back to its boot value).
+allocation failed, or the free-page count did not come back to its boot value). Every figure
+goes to ``build/bench.json`` (``--json`` moves it).
 """
 
 from __future__ import annotations
@@ -49,8 +53,10 @@ TARGET_PAIRS_PER_S = 200_000
 TARGET_BOOT_S = 1.0
 TARGET_RSS_MB = 200.0  # decimal megabytes, i.e. 200e6 bytes (stricter than MiB)
 TARGET_COST_RATIO = 1.3
+TARGET_BARE_RATIO = 1 / 3  # real pairs/s over the bare-bones loop's
 
 SCALE_MACHINES = ("1gib", "1tib", "4tib", "16tib")
+SECTIONS = ("ratio", "throughput", "scale", "per_op", "sweep")
 SWEEP_MACHINES = ("1gib", "16gib", "256gib", "1tib", "4tib", "16tib")
 PAIR_MACHINES = ("1gib", "1tib")
 
@@ -131,6 +137,13 @@ def run_workload(machine: MachineConfig, gfp: int, sc: Script, warmup: int) -> f
     """Boot ``machine``, build the working set, run ``warmup`` untimed steps, then time the
     rest of the script. Returns ns per alloc+free pair. Checks afterwards that every page came
     back (free count equals its boot value) so a broken run cannot report a number."""
+    return run_workload_timed(machine, gfp, sc, warmup)[0]
+
+
+def run_workload_timed(machine: MachineConfig, gfp: int, sc: Script, warmup: int
+                       ) -> tuple[float, float]:
+    """:func:`run_workload`, returning (wall-clock, CPU-time) ns per pair: on a shared machine
+    the process's CPU time is the steadier figure."""
     a = PageAllocator(machine)
     free0 = a.nr_free_pages()
     live_pfn: list[int] = []
@@ -145,9 +158,11 @@ def run_workload(machine: MachineConfig, gfp: int, sc: Script, warmup: int) -> f
     if _steps(a, gfp, sc, live_pfn, live_order, 0, warmup) >= 0:
         raise BenchError(f"{machine.name}: an allocation failed during warm-up")
     gc.collect()
+    c0 = time.thread_time_ns()
     t0 = time.perf_counter_ns()
     failed = _steps(a, gfp, sc, live_pfn, live_order, warmup, nsteps)
     elapsed = time.perf_counter_ns() - t0
+    cpu = time.thread_time_ns() - c0
     if failed >= 0:
         raise BenchError(f"{machine.name}: allocation {failed} (order {sc.orders[failed]}) "
                          "failed: the working set does not fit")
@@ -156,7 +171,7 @@ def run_workload(machine: MachineConfig, gfp: int, sc: Script, warmup: int) -> f
     if a.nr_free_pages() != free0 or a.allocated:
         raise BenchError(f"{machine.name}: free pages {a.nr_free_pages()} != {free0} at boot "
                          f"after freeing everything ({len(a.allocated)} blocks still allocated)")
-    return elapsed / (nsteps - warmup)
+    return elapsed / (nsteps - warmup), cpu / (nsteps - warmup)
 
 
 def working_set_fits(machine: MachineConfig, gfp: int, cpu: int, working_set: int) -> str:
@@ -173,6 +188,110 @@ def working_set_fits(machine: MachineConfig, gfp: int, cpu: int, working_set: in
                          f"the high watermark of node {nid} {zone.name} ({room} pages)")
     return (f"{machine.name}: working set <= {worst:,} pages, {room:,} pages above the high "
             f"watermark of node {nid} {zone.name} ({100 * worst / room:.1f}% used)")
+
+
+# --- the bare-bones buddy allocator (the yardstick of figure 0) ---------------------------------
+class BareBuddy:
+    """The least a CPython buddy allocator can do: one zone, one free list per order (a dict
+    used as an ordered set: ``popitem`` takes the most recently added block, like the kernel's
+    list head), the order of every free head in one dict, split by halving and merge with the
+    buddy ``pfn ^ (1 << order)``. No GFP, nodes, watermarks, migratetypes, statistics or checks.
+    """
+
+    __slots__ = ("free_area", "max_order", "nr_free", "order_of")
+
+    def __init__(self, nr_pages: int, max_order: int) -> None:
+        self.max_order = max_order
+        self.free_area: list[dict[int, None]] = [{} for _ in range(max_order + 1)]
+        self.order_of: dict[int, int] = {}
+        step = 1 << max_order
+        for pfn in range(0, nr_pages - step + 1, step):
+            self.free_area[max_order][pfn] = None
+            self.order_of[pfn] = max_order
+        self.nr_free = nr_pages // step * step
+
+    def alloc(self, order: int) -> int:
+        """The first block of the smallest order >= ``order``, split; -1 if none."""
+        free_area = self.free_area
+        for cur in range(order, self.max_order + 1):
+            area = free_area[cur]
+            if area:
+                pfn, _ = area.popitem()
+                del self.order_of[pfn]
+                while cur > order:
+                    cur -= 1
+                    half = pfn + (1 << cur)
+                    free_area[cur][half] = None
+                    self.order_of[half] = cur
+                self.nr_free -= 1 << order
+                return pfn
+        return -1
+
+    def free(self, pfn: int, order: int) -> None:
+        """Merge with free buddies up to max_order, then put the block on its list."""
+        order_of = self.order_of
+        free_area = self.free_area
+        self.nr_free += 1 << order
+        while order < self.max_order:
+            buddy = pfn ^ (1 << order)
+            if order_of.get(buddy) != order:
+                break
+            del order_of[buddy]
+            del free_area[order][buddy]
+            pfn &= buddy
+            order += 1
+        free_area[order][pfn] = None
+        order_of[pfn] = order
+
+
+def _bare_steps(b: BareBuddy, sc: Script, live_pfn: list[int], live_order: list[int],
+                lo: int, hi: int) -> int:
+    """Steps [lo, hi) of the script on the bare allocator (the loop of :func:`_steps`)."""
+    alloc = b.alloc
+    free = b.free
+    orders, victims = sc.orders, sc.victims
+    for i in range(lo, hi):
+        order = orders[i]
+        pfn = alloc(order)
+        if pfn < 0:
+            return i
+        j = victims[i]
+        free(live_pfn[j], live_order[j])
+        live_pfn[j] = pfn
+        live_order[j] = order
+    return -1
+
+
+def run_bare(nr_pages: int, max_order: int, sc: Script, warmup: int) -> tuple[float, float]:
+    """:func:`run_workload_timed` for :class:`BareBuddy`: (wall-clock, CPU-time) ns per
+    alloc+free pair, with the same working set, warm-up and leak check."""
+    b = BareBuddy(nr_pages, max_order)
+    free0 = b.nr_free
+    live_pfn: list[int] = []
+    live_order: list[int] = []
+    for order in sc.prefill_orders:
+        pfn = b.alloc(order)
+        if pfn < 0:
+            raise BenchError("bare buddy: working-set allocation failed")
+        live_pfn.append(pfn)
+        live_order.append(order)
+    nsteps = len(sc.orders)
+    if _bare_steps(b, sc, live_pfn, live_order, 0, warmup) >= 0:
+        raise BenchError("bare buddy: an allocation failed during warm-up")
+    gc.collect()
+    c0 = time.thread_time_ns()
+    t0 = time.perf_counter_ns()
+    failed = _bare_steps(b, sc, live_pfn, live_order, warmup, nsteps)
+    elapsed = time.perf_counter_ns() - t0
+    cpu = time.thread_time_ns() - c0
+    if failed >= 0:
+        raise BenchError(f"bare buddy: allocation {failed} failed")
+    for pfn, order in zip(live_pfn, live_order, strict=True):
+        b.free(pfn, order)
+    if b.nr_free != free0 or len(b.order_of) != free0 >> max_order:
+        raise BenchError(f"bare buddy: {b.nr_free} pages in {len(b.order_of)} blocks free "
+                         f"after freeing everything, {free0} at start")
+    return elapsed / (nsteps - warmup), cpu / (nsteps - warmup)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -216,6 +335,58 @@ class SummaryRow:
     def as_json(self) -> dict[str, str]:
         return {"figure": self.figure, "measured": self.measured, "target": self.target,
                 "verdict": self.verdict}
+
+
+# --- 0. the real allocator vs the bare-bones one --------------------------------------------------
+def bench_ratio(console: Console, st: Settings, summary: list[SummaryRow]) -> dict[str, Any]:
+    """GFP_KERNEL on cpu 0 of the default machine vs :class:`BareBuddy` over as many pages as
+    the zone that serves it, same script, repetitions interleaved (order alternated) in this
+    process. The ratio is real pairs/s / bare pairs/s, by the wall clock and by the process's
+    CPU time (the steadier one when other processes share the cores)."""
+    machine = MachineConfig.default()
+    log(console, working_set_fits(machine, GFP_KERNEL, 0, st.working_set))
+    a = PageAllocator(machine)
+    zone = a.zonelist(a.cpu_node[0], int(gfp_zone(GFP_KERNEL)), False)[0]
+    nr_pages, max_order = zone.free_pages, machine.max_order
+    del a
+    sc = make_script(st.seed, st.working_set, st.warmup + st.steps, [0])
+    reps = st.reps if st.quick else st.reps + 2
+    runs: dict[str, list[tuple[float, float]]] = {"real": [], "bare": []}
+    for rep in range(reps):
+        for k in range(2):
+            if (k + rep) % 2 == 0:
+                runs["real"].append(run_workload_timed(machine, GFP_KERNEL, sc, st.warmup))
+            else:
+                runs["bare"].append(run_bare(nr_pages, max_order, sc, st.warmup))
+    table = Table(title=f"0. alloc_pages_node + free_pages_pfn vs a bare-bones CPython buddy "
+                  f"loop (GFP_KERNEL, cpu 0, {st.working_set} live blocks, orders "
+                  f"0-{MAX_MIX_ORDER}, {st.steps:,} pairs x {reps} interleaved reps)")
+    for col in ("allocator", "clock", "pairs/s (median)", "ns/pair", "spread (min/max)",
+                "ratio real/bare"):
+        table.add_column(col, justify="left" if col in ("allocator", "clock") else "right")
+    out: dict[str, Any] = {"bare_pages": nr_pages, "max_order": max_order, "reps": reps}
+    for ci, clock in enumerate(("wall", "cpu")):
+        real = [r[ci] for r in runs["real"]]
+        bare = [r[ci] for r in runs["bare"]]
+        real_rate, bare_rate = 1e9 / median(real), 1e9 / median(bare)
+        ratio = real_rate / bare_rate
+        paired = [b / r for r, b in zip(real, bare, strict=True)]
+        ok = ratio >= TARGET_BARE_RATIO
+        table.add_row("kmemspec PageAllocator", clock, f"{real_rate:,.0f}",
+                      f"{median(real):,.0f}", spread(real),
+                      f"{ratio:.3f} {status(ok)} (paired {median(paired):.3f})")
+        table.add_row(f"BareBuddy ({nr_pages:,} pages)", clock, f"{bare_rate:,.0f}",
+                      f"{median(bare):,.0f}", spread(bare), "")
+        summary.append(SummaryRow(
+            f"real / bare-bones buddy loop, pairs/s ({clock} clock)",
+            f"{real_rate:,.0f} / {bare_rate:,.0f} = {ratio:.3f}", f">= {TARGET_BARE_RATIO:.3f}",
+            "PASS" if ok else "MISS"))
+        out[clock] = {"real_ns_per_pair": real, "bare_ns_per_pair": bare,
+                      "median_real_pairs_per_s": real_rate,
+                      "median_bare_pairs_per_s": bare_rate, "ratio_of_medians": ratio,
+                      "median_paired_ratio": median(paired)}
+    console.print(table)
+    return out
 
 
 # --- 1. throughput ------------------------------------------------------------------------------
@@ -443,7 +614,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split(
         "\n\n")[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="short run (about 5 s)")
-    ap.add_argument("--json", metavar="PATH", type=Path, help="also write the results as JSON")
+    ap.add_argument("--json", metavar="PATH", type=Path, default=ROOT / "build" / "bench.json",
+                    help="where to write the results as JSON (default: build/bench.json)")
+    ap.add_argument("--only", metavar="SECTION", action="append", choices=SECTIONS,
+                    help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="workload seed")
     ap.add_argument("--reps", type=int, default=None, help="repetitions per figure (min 5)")
     args = ap.parse_args(argv)
@@ -456,32 +630,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{os.cpu_count()} CPUs, load average {load[0]:.2f}, seed {st.seed}")
     summary: list[SummaryRow] = []
     results: dict[str, Any] = {}
+    sections = {"ratio": bench_ratio, "throughput": bench_throughput, "scale": bench_scale,
+                "per_op": bench_per_op, "sweep": bench_sweep}
     try:
-        results["throughput"] = bench_throughput(console, st, summary)
-        results["scale"] = bench_scale(console, st, summary)
-        results["per_op"] = bench_per_op(console, st, summary)
-        results["sweep"] = bench_sweep(console, st, summary)
+        for name, fn in sections.items():
+            if not args.only or name in args.only:
+                results[name] = fn(console, st, summary)
     except BenchError as e:
         console.print(f"[bold red]benchmark invalid:[/] {e}")
         return 1
     wall = time.perf_counter() - t_start
     print_summary(console, summary, wall)
-    if args.json is not None:
-        doc = {
-            "meta": {"quick": st.quick, "seed": st.seed, "reps": st.reps, "steps": st.steps,
-                     "warmup": st.warmup, "working_set": st.working_set,
-                     "boot_reps": st.boot_reps, "python": platform.python_version(),
-                     "machine": platform.machine(), "cpus": os.cpu_count(),
-                     "loadavg_start": load, "loadavg_end": os.getloadavg(),
-                     "wall_s": wall},
-            "targets": {"pairs_per_s": TARGET_PAIRS_PER_S, "boot_s": TARGET_BOOT_S,
-                        "rss_mb": TARGET_RSS_MB, "cost_ratio": TARGET_COST_RATIO},
-            **results,
-            "summary": [r.as_json() for r in summary],
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
-        console.print(f"results written to {args.json}")
+    doc = {
+        "meta": {"quick": st.quick, "seed": st.seed, "reps": st.reps, "steps": st.steps,
+                 "warmup": st.warmup, "working_set": st.working_set,
+                 "boot_reps": st.boot_reps, "python": platform.python_version(),
+                 "machine": platform.machine(), "cpus": os.cpu_count(),
+                 "loadavg_start": load, "loadavg_end": os.getloadavg(),
+                 "wall_s": wall},
+        "targets": {"pairs_per_s": TARGET_PAIRS_PER_S, "boot_s": TARGET_BOOT_S,
+                    "rss_mb": TARGET_RSS_MB, "cost_ratio": TARGET_COST_RATIO,
+                    "bare_ratio": TARGET_BARE_RATIO},
+        "sections": list(results),
+        **results,
+        "summary": [r.as_json() for r in summary],
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    console.print(f"results written to {args.json}")
     return 0
 
 

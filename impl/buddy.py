@@ -1,8 +1,9 @@
 """Buddy arithmetic of mm/page_alloc.c and mm/internal.h, as pure functions.
 
 These are the helpers the allocator's hot path calls and the Z3 proofs call with bit-vectors
-(``__find_buddy_pfn``, the combined pfn of ``__free_one_page``, the halves ``expand`` puts
-back on the free lists, ``get_order``).
+(``__find_buddy_pfn``, the combined pfn of ``__free_one_page``, the probe of
+``buddy_merge_likely``, the halves ``expand`` puts back on the free lists, ``get_order``).
+proofs/inventory.py says which proof covers each one and where the allocator calls it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ def find_buddy_pfn(pfn: Bits, order: Bits) -> Bits:
 def combined_pfn(pfn: Bits, buddy_pfn: Bits) -> Bits:
     """The first pfn of the merged (order + 1) block: ``buddy_pfn & pfn``."""
     return buddy_pfn & pfn
+
+
+def higher_buddy_pfn(pfn: Bits, buddy_pfn: Bits, order: Bits) -> Bits:
+    """buddy_merge_likely()'s probe: the buddy, at ``order`` + 1, of the block that ``pfn``
+    and its buddy ``buddy_pfn`` would merge into; written as the one expression the free path
+    evaluates, and proved equal to find_buddy_pfn(combined_pfn(pfn, buddy_pfn), order + 1)."""
+    return (buddy_pfn & pfn) ^ (1 << (order + 1))
 
 
 def block_aligned(pfn: Bits, order: Bits) -> Bits:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from impl.buddy import expand_halves
+from impl.buddy import combined_pfn, expand_halves, find_buddy_pfn, higher_buddy_pfn
+from impl.direct_map import pfn_to_virt, virt_to_pfn
 from impl.machine import MachineConfig
 from impl.mmzone import NR_MT as NR_MT  # re-exported
 from impl.mmzone import NodeState as NodeState  # re-exported
@@ -50,8 +51,6 @@ from spec.gfp import (
     __GFP_HIGH,
     __GFP_HIGHMEM,
     __GFP_KSWAPD_RECLAIM,
-    __GFP_MEMALLOC,
-    __GFP_NOMEMALLOC,
     __GFP_NORETRY,
     __GFP_NOWARN,
     __GFP_RETRY_MAYFAIL,
@@ -67,7 +66,7 @@ from spec.gfp import (
     gfp_zone,
     gfpflags_allow_blocking,
 )
-from spec.layout import NUMA_NO_NODE, PAGE_SHIFT
+from spec.layout import NUMA_NO_NODE
 from spec.logic import And, Bits, Not
 from spec.reserves import (
     ALLOC_KSWAPD,
@@ -79,6 +78,7 @@ from spec.reserves import (
     ALLOC_WMARK_MASK,
     gfp_to_alloc_flags,
     may_sleep,
+    no_watermarks,
     watermark_min_adjusted,
 )
 
@@ -92,6 +92,12 @@ FALLBACKS = {
 }
 
 OWNER_PAGES = "pages"  # alloc_pages and friends
+_PROCESS = Context.PROCESS  # a module global: Context.PROCESS is a slow enum class lookup
+
+Route = tuple[tuple[Zone, ...], int, int, int, bool]
+"""How an allocation with one gfp mask on one node goes (PageAllocator._gfp_info): the
+zonelist, the fast path's alloc_flags, the highest zone index (gfp_zone), the migratetype
+(gfp_migratetype) and whether the mask may block (gfpflags_allow_blocking)."""
 
 
 # Python mangles ``__name`` identifiers inside class bodies, so the allocator uses these
@@ -100,8 +106,6 @@ _GFP_DIRECT_RECLAIM = __GFP_DIRECT_RECLAIM
 _GFP_HIGH = __GFP_HIGH
 _GFP_HIGHMEM = __GFP_HIGHMEM
 _GFP_KSWAPD_RECLAIM = __GFP_KSWAPD_RECLAIM
-_GFP_MEMALLOC = __GFP_MEMALLOC
-_GFP_NOMEMALLOC = __GFP_NOMEMALLOC
 _GFP_NORETRY = __GFP_NORETRY
 _GFP_NOWARN = __GFP_NOWARN
 _GFP_RETRY_MAYFAIL = __GFP_RETRY_MAYFAIL
@@ -163,7 +167,7 @@ class PageAllocator(Vmscan):
         self.access_cost: dict[int, int] = dict.fromkeys(self.cpu_node, 0)
         self.accesses: dict[int, int] = dict.fromkeys(self.cpu_node, 0)
         self._zonelists: dict[tuple[int, int, bool], tuple[Zone, ...]] = {}
-        self._gfp_cache: dict[int, tuple[int, int, bool]] = {}
+        self._gfp_cache: dict[int, tuple[Route, ...]] = {}
         node_load = [0] * len(m.nodes)  # build_zonelists' static node_load[], shared by nodes
         self._node_order = {n.nid: self._build_node_order(n.nid, node_load) for n in m.nodes}
         self._hit_zid = -1
@@ -285,69 +289,77 @@ class PageAllocator(Vmscan):
         st.pop()
 
     # --- allocation ----------------------------------------------------------------------------
-    def _gfp_info(self, gfp: int) -> tuple[int, int, bool]:
-        info = self._gfp_cache.get(gfp)
-        if info is None:
+    def _gfp_info(self, gfp: int) -> tuple[Route, ...]:
+        """The Route of ``gfp`` for every node id, computed once per mask with the proved
+        helpers of spec/gfp.py (check_gfp, gfp_zone, gfp_migratetype,
+        gfpflags_allow_blocking) and cached. Raises GfpError for a bad mask."""
+        routes = self._gfp_cache.get(gfp)
+        if routes is None:
             check_gfp(gfp)
-            info = (int(gfp_zone(gfp)), int(gfp_migratetype(gfp)),
-                    bool(gfpflags_allow_blocking(gfp)))
-            self._gfp_cache[gfp] = info
-        return info
+            hz = int(gfp_zone(gfp))
+            mt = int(gfp_migratetype(gfp))
+            may_block = bool(gfpflags_allow_blocking(gfp))
+            thisnode = bool(gfp & _GFP_THISNODE)
+            out = []
+            for node in self.nodes:
+                zl = self.zonelist(node.nid, hz, thisnode)
+                # __alloc_pages(): ALLOC_WMARK_LOW, plus alloc_flags_nofragment()'s
+                # ALLOC_NOFRAGMENT when the preferred zone is Normal with a DMA32 sibling
+                flags = ALLOC_WMARK_LOW | (gfp & _GFP_KSWAPD_RECLAIM)
+                if zl and self._nofrag[zl[0].zid]:
+                    flags |= ALLOC_NOFRAGMENT
+                out.append((zl, flags, hz, mt, may_block))
+            routes = self._gfp_cache[gfp] = tuple(out)
+        return routes
 
     def alloc_pages_node(self, nid: int, gfp: int, order: int, *, cpu: int = 0,
                          ctx: Context | None = None) -> int | None:
-        """alloc_pages_node(nid, gfp, order): the pfn of a 2^order block, or None.
+        """alloc_pages_node(nid, gfp, order) and __alloc_pages(): the pfn of a 2^order block,
+        or None. Fast path at the low watermark, then the slow path.
 
         ``nid`` NUMA_NO_NODE (-1) means the node of ``cpu``. An order above MAX_PAGE_ORDER is a
         failed allocation with a WARN effect (unless _GFP_NOWARN), as in __alloc_pages().
         """
-        info = self._gfp_cache.get(gfp)
-        if info is None:
-            info = self._gfp_info(gfp)
-        cpu_node = self.cpu_node.get(cpu)
-        if cpu_node is None:
-            raise BadNodeError(f"cpu {cpu} does not exist (cpus: {sorted(self.cpu_node)})")
+        if type(gfp) is not int:  # 3264.0 == GFP_KERNEL would hit the cache
+            check_gfp(gfp)  # raises GfpError
+        try:
+            routes = self._gfp_cache[gfp]
+        except KeyError:
+            routes = self._gfp_info(gfp)
+        try:
+            cpu_node = self.cpu_node[cpu]
+        except (KeyError, TypeError):
+            raise BadNodeError(f"cpu {cpu!r} does not exist (cpus: {sorted(self.cpu_node)})"
+                               ) from None
         if nid == NUMA_NO_NODE:
             nid = cpu_node
         elif type(nid) is not int or not 0 <= nid < len(self.nodes):
             raise BadNodeError(f"node {nid} is not online (nodes 0..{len(self.nodes) - 1})")
         if type(order) is not int or order < 0:
             raise GfpError(f"order must be a non-negative integer, got {order!r}")
+        zl, alloc_flags, hz, mt, may_block = routes[nid]
         if ctx is None:
             st = self.ctx[cpu]
-            ctx = st[-1] if st else Context.PROCESS
-        atomic = ctx is not Context.PROCESS
+            ctx = st[-1] if st else _PROCESS
         # __alloc_pages(): the order check (and its WARN) comes before might_alloc()
         if order > self.max_order:
             if not gfp & _GFP_NOWARN:
                 self.effects.append(Effect("warn", nid, f"WARN_ON_ONCE(order {order} > "
                                            f"MAX_PAGE_ORDER {self.max_order})", int(ctx), gfp))
             return None
-        if atomic and info[2]:
+        if may_block and ctx is not _PROCESS:
             raise SleepInAtomicError(
                 f"BUG: sleeping function called from invalid context: alloc_pages_node("
                 f"{nid}, {format_gfp(gfp)}, {order}) in {ctx.name.lower()} context on cpu {cpu}")
-        return self._alloc(nid, gfp, order, info, cpu_node, atomic, ctx)
-
-    def _alloc(self, nid: int, gfp: int, order: int, info: tuple[int, int, bool],
-               cpu_node: int, atomic: bool, ctx: Context) -> int | None:
-        """__alloc_pages(): fast path at the low watermark, then the slow path."""
-        hz, mt, _ = info
-        zl = self.zonelist(nid, hz, bool(gfp & _GFP_THISNODE))
         if not zl:  # no preferred zone: the slow path goes straight to nopage/warn_alloc
             if not gfp & _GFP_NOWARN:
                 self.effects.append(Effect("warn", nid, f"page allocation failure: order:"
                                            f"{order}, mode:{gfp:#x}({format_gfp(gfp)})",
                                            int(ctx), gfp))
             return None
-        pref = zl[0]
-        # alloc_flags_nofragment(): preferred zone Normal with a populated DMA32 sibling
-        alloc_flags = ALLOC_WMARK_LOW | (gfp & _GFP_KSWAPD_RECLAIM)
-        if self._nofrag[pref.zid]:
-            alloc_flags |= ALLOC_NOFRAGMENT
         pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
         if pfn < 0:
-            pfn = self._slowpath(zl, gfp, order, hz, mt, cpu_node, atomic, ctx)
+            pfn = self._slowpath(zl, gfp, order, hz, mt, cpu_node, ctx is not _PROCESS, ctx)
             if pfn < 0:
                 return None
         self.allocated[pfn] = (order, self._hit_zid, OWNER_PAGES, mt)
@@ -355,49 +367,51 @@ class PageAllocator(Vmscan):
 
     def _get_page_from_freelist(self, zl: tuple[Zone, ...], order: int, alloc_flags: int,
                                 hz: int, mt: int, cpu_node: int) -> int:
-        """get_page_from_freelist(): first zone whose watermark allows it; -1 if none."""
+        """get_page_from_freelist(): first zone whose watermark allows it; -1 if none. With
+        ALLOC_NOFRAGMENT a zone of another node (or no zone at all) retries without it."""
+        pref = zl[0]
+        pref_nid = pref.nid
         while True:
-            no_fallback = alloc_flags & ALLOC_NOFRAGMENT
-            pref = zl[0]
-            wm_idx = alloc_flags & ALLOC_WMARK_MASK
-            retry = False
             for z in zl:
-                if no_fallback and z.nid != pref.nid and len(self.nodes) > 1:
-                    alloc_flags &= ~ALLOC_NOFRAGMENT
-                    retry = True
-                    break
-                if not (alloc_flags & ALLOC_NO_WATERMARKS) and not self._watermark_fast(
-                        z, order, wm_idx, hz, alloc_flags):
+                nid = z.nid
+                if nid != pref_nid and alloc_flags & ALLOC_NOFRAGMENT:
+                    break  # another node's zone: retry without ALLOC_NOFRAGMENT
+                if not alloc_flags & ALLOC_NO_WATERMARKS and not self._watermark_fast(
+                        z, order, alloc_flags & ALLOC_WMARK_MASK, hz, alloc_flags):
                     continue
                 pfn = self._rmqueue(z, order, mt, alloc_flags)
                 if pfn >= 0:
                     self._hit_zid = z.zid
                     # zone_statistics()
-                    if z.nid == pref.nid:
+                    if nid == pref_nid:
                         z.numa_hit += 1
                     else:
                         z.numa_miss += 1
                         pref.numa_foreign += 1
-                    if z.nid == cpu_node:
+                    if nid == cpu_node:
                         z.numa_local += 1
                     else:
                         z.numa_other += 1
-                    if alloc_flags & ALLOC_KSWAPD and z.boosted:
+                    if z.boosted and alloc_flags & ALLOC_KSWAPD:
                         z.boosted = False
-                        self._wakeup_kswapd(z.nid, "boosted watermark")
+                        self._wakeup_kswapd(nid, "boosted watermark")
                     return pfn
-            if retry:
-                continue
-            if no_fallback:
+            if alloc_flags & ALLOC_NOFRAGMENT:
                 alloc_flags &= ~ALLOC_NOFRAGMENT
                 continue
             return -1
 
     def _watermark_fast(self, z: Zone, order: int, wm_idx: int, hz: int,
                         alloc_flags: int) -> bool:
-        """zone_watermark_fast(): the boosted mark, except that order-0 __GFP_HIGH requests
-        checked at the min watermark ignore the boost (so kswapd, not failure, follows)."""
-        if self._watermark_ok(z, order, z.wmark[wm_idx] + z.boost, hz, alloc_flags):
+        """zone_watermark_fast(): the boosted mark (wmark_pages()); order 0 passes at once when
+        NR_FREE_PAGES is above mark + lowmem_reserve (the kernel's fast check, no reserves to
+        subtract in the model); otherwise __zone_watermark_ok(), except that order-0
+        __GFP_HIGH requests checked at the min watermark ignore the boost (so kswapd, not
+        failure, follows)."""
+        mark = z.wmark[wm_idx] + z.boost
+        if not order and z.free_pages > mark + z.lowmem_reserve[hz]:
+            return True
+        if self._watermark_ok(z, order, mark, hz, alloc_flags):
             return True
         return bool(not order and alloc_flags & ALLOC_MIN_RESERVE and z.boost
                     and wm_idx == WMARK_MIN
@@ -405,16 +419,20 @@ class PageAllocator(Vmscan):
 
     def _watermark_ok(self, z: Zone, order: int, mark: int, hz: int, alloc_flags: int) -> bool:
         """__zone_watermark_ok() with free_pages = NR_FREE_PAGES (no CMA, no highatomic)."""
-        free = z.free_pages - ((1 << order) - 1)
-        mn = mark
         if alloc_flags & ALLOC_RESERVES:
-            mn = watermark_min_adjusted(mark, alloc_flags)
-        if free <= mn + z.lowmem_reserve[hz]:
+            # the reserve rule (spec/reserves.py, obligation watermark.reserve_rule)
+            mark = watermark_min_adjusted(mark, alloc_flags)
+        if z.free_pages - ((1 << order) - 1) <= mark + z.lowmem_reserve[hz]:
             return False
         if not order:
             return True
+        # a free block of at least ``order`` on a MIGRATE_PCPTYPES list (the requested order
+        # first: the usual hit, without building a range)
         counts = z.counts
-        for o in range(order, self.max_order + 1):
+        base = order << 3
+        if counts[base] or counts[base | 1] or counts[base | 2]:
+            return True
+        for o in range(order + 1, self.max_order + 1):
             base = o << 3
             if counts[base] or counts[base | 1] or counts[base | 2]:
                 return True
@@ -435,15 +453,21 @@ class PageAllocator(Vmscan):
     def _rmqueue_smallest(self, z: Zone, order: int, mt: int) -> int:
         """__rmqueue_smallest(): first block of the smallest order >= ``order`` on the ``mt``
         lists, split by expand()."""
-        for cur in range(order, self.max_order + 1):
-            pfn = z.first(cur, mt)
+        cur = order
+        pfn = z.heads[order << 3 | mt]  # Zone.first() without the call: the usual hit
+        while pfn == -1:
+            pfn = z.first(cur, mt)  # an empty list, or a lazy boot block to materialize
             if pfn != -1:
-                z.delete(pfn)
-                z.free_pages -= 1 << order
-                if cur != order:
-                    self._expand(z, pfn, order, cur, mt)
-                return pfn
-        return -1
+                break
+            cur += 1
+            if cur > self.max_order:
+                return -1
+            pfn = z.heads[cur << 3 | mt]
+        z.delete(pfn)
+        z.free_pages -= 1 << order
+        if cur != order:
+            self._expand(z, pfn, order, cur, mt)
+        return pfn
 
     def _expand(self, z: Zone, pfn: int, low: int, high: int, mt: int) -> None:
         """expand(): the upper halves go to the head of their lists; the lowest page stays."""
@@ -579,7 +603,7 @@ class PageAllocator(Vmscan):
         pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
         if pfn >= 0:
             return pfn
-        if gfp & _GFP_MEMALLOC and not gfp & _GFP_NOMEMALLOC:
+        if no_watermarks(gfp):  # __gfp_pfmemalloc_flags(), the rule of spec/reserves.py
             # reserve_flags: kept for the reclaim retries too, as the kernel's retry loop does
             alloc_flags |= ALLOC_NO_WATERMARKS
             pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
@@ -625,7 +649,8 @@ class PageAllocator(Vmscan):
 
         (Python mangles ``__free_pages`` inside a class, hence this name.)"""
         rec = self.allocated.get(pfn)
-        if rec is None or rec[0] != order or rec[2] != OWNER_PAGES or pfn in self.refs:
+        if rec is None or rec[0] != order or rec[2] != OWNER_PAGES or (
+                self.refs and pfn in self.refs) or type(pfn) is not int or type(order) is not int:
             self._diagnose_free(pfn, order, rec)
             raise AssertionError  # unreachable: _diagnose_free always raises
         del self.allocated[pfn]
@@ -635,47 +660,49 @@ class PageAllocator(Vmscan):
         """free_one_page()/split_large_buddy(): blocks above pageblock_order are freed one
         pageblock at a time, each with its own pageblock migratetype."""
         pbo = self.pageblock_order
-        flags = self.pageblock_flags
         if order <= pbo:
-            self._free_one_page(z, pfn, order, flags[pfn >> pbo], False)
+            self._free_one_page(z, pfn, order, self.pageblock_flags[pfn >> pbo], False)
             return
         end = pfn + (1 << order)
         while pfn < end:
-            self._free_one_page(z, pfn, pbo, flags[pfn >> pbo], False)
+            self._free_one_page(z, pfn, pbo, self.pageblock_flags[pfn >> pbo], False)
             pfn += 1 << pbo
 
     def _free_one_page(self, z: Zone, pfn: int, order: int, mt: int, to_tail: bool) -> None:
         """__free_one_page(): merge with free buddies up to MAX_PAGE_ORDER, then place the
-        block at the head, or at the tail when buddy_merge_likely() (or FPI_TO_TAIL)."""
+        block at the head, or at the tail when buddy_merge_likely() (or FPI_TO_TAIL).
+
+        The buddy, the merged block and buddy_merge_likely()'s probe come from the proved
+        helpers find_buddy_pfn(), combined_pfn() and higher_buddy_pfn() (impl/buddy.py,
+        obligation buddy.arithmetic): this loop calls them, it does not restate them
+        (tests/test_proved_helpers.py fails if it does)."""
         z.free_pages += 1 << order
         buddy = z._buddy
         mo = self.max_order
-        pbo = self.pageblock_order
         buddy_pfn = 0
         while order < mo:
-            buddy_pfn = pfn ^ (1 << order)
-            bi = buddy.get(buddy_pfn)
-            if bi is None or bi >> 3 != order:
+            buddy_pfn = find_buddy_pfn(pfn, order)
+            # page_is_buddy(): PageBuddy with buddy_order == order (_buddy holds order << 3 | mt)
+            bi = buddy.get(buddy_pfn, -1)
+            if bi >> 3 != order:
                 break
-            if order >= pbo:
-                bmt = bi & 7
-                z.delete(buddy_pfn)
-                if bmt != mt:
-                    for i in range(1 << (order - pbo)):
-                        self.pageblock_flags[(buddy_pfn >> pbo) + i] = mt
-            else:
-                z.delete(buddy_pfn)
-            pfn &= buddy_pfn
+            z.delete(buddy_pfn)
+            pbo = self.pageblock_order
+            if order >= pbo and bi & 7 != mt:
+                # the buddy's pageblocks take the freed block's migratetype
+                for i in range(1 << (order - pbo)):
+                    self.pageblock_flags[(buddy_pfn >> pbo) + i] = mt
+            pfn = combined_pfn(pfn, buddy_pfn)
             order += 1
         if not to_tail and order < mo - 1:
-            higher = buddy_pfn & pfn
-            hb = buddy.get(higher ^ (1 << (order + 1)))
-            to_tail = hb is not None and hb >> 3 == order + 1
+            # buddy_merge_likely(): is the buddy of the next-larger block free?
+            to_tail = buddy.get(higher_buddy_pfn(pfn, buddy_pfn, order), -1) >> 3 == order + 1
         z.add(pfn, order, mt, to_tail)
 
     def _diagnose_free(self, pfn: int, order: int, rec: tuple[int, int, str, int] | None) -> None:
         """Raise the error a kernel engineer would want for a bad free of (pfn, order)."""
-        what = f"free_pages(pfn {pfn:#x}, order {order})"
+        what = f"free_pages(pfn {pfn:#x}, order {order})" if type(pfn) is int else (
+            f"free_pages(pfn {pfn!r}, order {order!r})")
         if type(pfn) is not int or type(order) is not int or pfn < 0 or order < 0:
             raise UnknownAddressError(f"{what}: pfn and order must be non-negative integers")
         if rec is not None:
@@ -759,7 +786,7 @@ class PageAllocator(Vmscan):
         """__get_free_pages(gfp, order): the direct-map address of the block, 0 on failure."""
         self._gfp_info(gfp)
         pfn = self.alloc_pages(gfp & ~_GFP_HIGHMEM, order, cpu=cpu, ctx=ctx)
-        return 0 if pfn is None else self.page_offset + (pfn << PAGE_SHIFT)
+        return 0 if pfn is None else self.pfn_to_virt(pfn)
 
     def free_pages(self, addr: int, order: int) -> None:
         """free_pages(addr, order): addr 0 is ignored; otherwise a direct-map address."""
@@ -770,21 +797,22 @@ class PageAllocator(Vmscan):
 
     def virt_to_pfn(self, addr: int) -> int:
         """virt_addr_valid() + virt_to_pfn(): reject anything but a page-aligned direct-map
-        address of a pfn below max_pfn."""
+        address of a pfn below max_pfn. The arithmetic is impl/direct_map.py's (obligation
+        direct_map): the address is aligned iff pfn_to_virt(virt_to_pfn(addr)) gives it back."""
         if type(addr) is not int:
             raise UnknownAddressError(f"address {addr!r} is not an integer")
-        off = addr - self.page_offset
-        if off < 0 or off >= self.max_pfn << PAGE_SHIFT:
+        pfn = virt_to_pfn(addr, self.page_offset)
+        if addr < self.page_offset or pfn >= self.max_pfn:
             raise UnknownAddressError(f"address {addr:#x} is not a direct-map address "
                                       f"(PAGE_OFFSET {self.page_offset:#x}, "
                                       f"max_pfn {self.max_pfn:#x})")
-        if off & ((1 << PAGE_SHIFT) - 1):
+        if pfn_to_virt(pfn, self.page_offset) != addr:
             raise UnalignedFreeError(f"address {addr:#x} is not page aligned")
-        return off >> PAGE_SHIFT
+        return int(pfn)
 
     def pfn_to_virt(self, pfn: int) -> int:
-        """page_address(): the direct-map address of ``pfn``."""
-        return self.page_offset + (pfn << PAGE_SHIFT)
+        """page_address(): the direct-map address of ``pfn`` (impl/direct_map.py)."""
+        return int(pfn_to_virt(pfn, self.page_offset))
 
     # --- NUMA cost -----------------------------------------------------------------------------
     def touch(self, pfn: int, cpu: int = 0) -> int:

@@ -38,6 +38,18 @@ def buddy_next_order(pfn: Bits, order: Bits) -> Bits:
     return pfn ^ (1 << (order + 1))
 
 
+def buddy_plus(pfn: Bits, order: Bits) -> Bits:
+    """__find_buddy_pfn with + for ^: pfn + (1 << order), right only for a lower half (issue
+    10's example: the allocator would run this very function, see
+    tests/test_proved_helpers.py)."""
+    return pfn + (1 << order)
+
+
+def higher_buddy_same_order(pfn: Bits, buddy_pfn: Bits, order: Bits) -> Bits:
+    """buddy_merge_likely() probing the parent's buddy at ``order`` instead of order + 1."""
+    return (buddy_pfn & pfn) ^ (1 << order)
+
+
 def buddy_self(pfn: Bits, order: Bits) -> Bits:
     """A free that never finds its buddy (forgets to merge)."""
     return pfn
@@ -166,6 +178,10 @@ def _m(name: str, obligation: str, bug: Callable[..., Any], run: Callable[[], Pr
 MUTANTS: list[Mutant] = [
     _m("mutant.buddy_next_order", "buddy.arithmetic", buddy_next_order,
        lambda: ob.buddy_arithmetic(find_buddy=buddy_next_order)),
+    _m("mutant.buddy_plus", "buddy.arithmetic", buddy_plus,
+       lambda: ob.buddy_arithmetic(find_buddy=buddy_plus)),
+    _m("mutant.higher_buddy_same_order", "buddy.arithmetic", higher_buddy_same_order,
+       lambda: ob.buddy_arithmetic(higher=higher_buddy_same_order)),
     _m("mutant.expand_lower_half", "buddy.expand_split", expand_lower_half,
        lambda: ob.expand_split(split=expand_lower_half)),
     _m("mutant.expand_off_by_one", "buddy.expand_split", expand_off_by_one,
@@ -185,6 +201,8 @@ MUTANTS: list[Mutant] = [
        lambda: ob.reserve_rule(adjust=min_adjusted_extra_quarter)),
     _m("mutant.free_merges_non_buddy", "induction.free", buddy_next_order,
        lambda: sy.induction_free(find_buddy=buddy_next_order), "induction"),
+    _m("mutant.free_merges_plus", "induction.free", buddy_plus,
+       lambda: sy.induction_free(find_buddy=buddy_plus), "induction"),
     _m("mutant.free_never_merges", "induction.free", buddy_self,
        lambda: sy.induction_free(find_buddy=buddy_self), "induction"),
     _m("mutant.alloc_forgets_half", "induction.alloc.o0", expand_forgets_last_half,

@@ -16,7 +16,13 @@ from typing import Any
 
 import z3
 
-from impl.buddy import block_aligned, combined_pfn, expand_halves, find_buddy_pfn
+from impl.buddy import (
+    block_aligned,
+    combined_pfn,
+    expand_halves,
+    find_buddy_pfn,
+    higher_buddy_pfn,
+)
 from impl.direct_map import __pa, __va, pfn_to_virt, virt_to_pfn
 from impl.page_alloc import alloc_enters_reclaim
 from proofs.core import DEFAULT_TIMEOUT_MS, ProofResult, combine, prove
@@ -98,11 +104,12 @@ def _member(q: Any, a: tuple[Any, Any]) -> Any:
 # --- (a) buddy arithmetic ------------------------------------------------------------------
 
 def buddy_arithmetic(find_buddy: Fn = find_buddy_pfn, combine: Fn = combined_pfn,
-                     aligned: Fn = block_aligned,
+                     aligned: Fn = block_aligned, higher: Fn = higher_buddy_pfn,
                      timeout_ms: int = DEFAULT_TIMEOUT_MS) -> ProofResult:
     """For every 64-bit pfn aligned to 2^order and every order <= 62, the buddy and the merged
     parent are aligned, block and buddy are disjoint and exactly cover the parent, and
-    buddy(buddy(pfn)) == pfn."""
+    buddy(buddy(pfn)) == pfn; buddy_merge_likely()'s probe (higher_buddy_pfn, the expression
+    __free_one_page evaluates) is the buddy of the parent at order + 1 (order <= 61)."""
     pfn, order = z3.BitVecs("pfn order", 64)
     q = z3.BitVec("q", 66)  # any pfn, for the exact-cover statement
     hyps = [z3.ULE(order, BUDDY_MAX_ORDER), _aligned(pfn, order)]
@@ -124,6 +131,9 @@ def buddy_arithmetic(find_buddy: Fn = find_buddy_pfn, combine: Fn = combined_pfn
         "parent is block or buddy": z3.Or(par == pfn, par == b),
         "combined_pfn symmetric": combine(b, pfn) == par,
         "buddy(buddy(pfn)) == pfn": find_buddy(b, order) == pfn,
+        "higher_buddy_pfn is the parent's buddy at order + 1": z3.Implies(
+            z3.ULE(order, BUDDY_MAX_ORDER - 1),
+            higher(pfn, b, order) == find_buddy(par, order + 1)),
     }
     return prove("buddy.arithmetic", hyps, goal, timeout_ms,
                  witnesses={"order 62 block": order == BUDDY_MAX_ORDER})
@@ -182,8 +192,10 @@ def direct_map(va: Fn = __va, pa: Fn = __pa, p2v: Fn = pfn_to_virt, v2p: Fn = vi
     """For every physical address below 2^MAX_PHYSMEM_BITS (46): __pa(__va(p)) == p, __va(p)
     lies in [PAGE_OFFSET, PAGE_OFFSET + 64 TiB) and never in [VMALLOC_START, VMALLOC_END),
     __va is linear (so a physically contiguous block is logically contiguous), and
-    virt_to_pfn(pfn_to_virt(pfn)) == pfn."""
+    virt_to_pfn(pfn_to_virt(pfn)) == pfn; the round trips also hold for every other
+    PAGE_OFFSET a machine file may set (MachineConfig.page_offset, which the allocator passes)."""
     p, d = z3.BitVecs("phys delta", 64)
+    off = z3.BitVec("page_offset", 64)
     pfn, i = z3.BitVecs("pfn i", 64)
     lim = 1 << MAX_PHYSMEM_BITS
     plim = 1 << (MAX_PHYSMEM_BITS - PAGE_SHIFT)
@@ -205,6 +217,10 @@ def direct_map(va: Fn = __va, pa: Fn = __pa, p2v: Fn = pfn_to_virt, v2p: Fn = vi
             p2v(pfn + i) == p2v(pfn) + i * PAGE_SIZE,
         "virt_to_pfn(pfn_to_virt(pfn)) == pfn": v2p(p2v(pfn)) == pfn,
         "pfn_to_virt(pfn) == __va(pfn << PAGE_SHIFT)": p2v(pfn) == va(pfn << PAGE_SHIFT),
+        "any PAGE_OFFSET: __pa(__va(p)) == p": pa(va(p, off), off) == p,
+        "any PAGE_OFFSET: virt_to_pfn(pfn_to_virt(pfn)) == pfn": v2p(p2v(pfn, off), off) == pfn,
+        "any PAGE_OFFSET: pfn_to_virt(pfn) == __va(pfn << PAGE_SHIFT)":
+            p2v(pfn, off) == va(pfn << PAGE_SHIFT, off),
     }
     return prove("direct_map", hyps, goal, timeout_ms,
                  witnesses={"last byte of the direct map": p == lim - 1})

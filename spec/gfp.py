@@ -215,6 +215,8 @@ def check_gfp(gfp: int) -> int:
     """Return ``gfp`` if valid, else raise GfpError saying exactly what is wrong."""
     if not isinstance(gfp, int) or isinstance(gfp, bool) or gfp < 0:
         raise GfpError(f"gfp mask must be a non-negative integer, got {gfp!r}")
+    if gfp_is_valid(gfp):  # the one validity rule (proved in gfp.zones); below: why not
+        return gfp
     unknown = gfp & ~GFP_VALID_MASK
     if unknown:
         raise GfpError(f"gfp mask {gfp:#x} has bits unknown to Linux 6.12.117: {unknown:#x}")
@@ -228,7 +230,7 @@ def check_gfp(gfp: int) -> int:
             f"gfp mask {format_gfp(gfp)} sets both __GFP_MOVABLE and __GFP_RECLAIMABLE "
             "(migratetype 3 is MIGRATE_HIGHATOMIC, a bug per gfp_migratetype)"
         )
-    return gfp
+    raise GfpError(f"gfp mask {gfp:#x} is not valid")  # unreachable: one reason above applies
 
 
 def format_gfp(gfp: int) -> str:
