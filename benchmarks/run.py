@@ -56,7 +56,7 @@ TARGET_COST_RATIO = 1.3
 TARGET_BARE_RATIO = 1 / 3  # real pairs/s over the bare-bones loop's
 
 SCALE_MACHINES = ("1gib", "1tib", "4tib", "16tib")
-SECTIONS = ("ratio", "throughput", "scale", "per_op", "sweep")
+SECTIONS = ("ratio", "throughput", "scale", "per_op", "sweep", "slab")
 SWEEP_MACHINES = ("1gib", "16gib", "256gib", "1tib", "4tib", "16tib")
 PAIR_MACHINES = ("1gib", "1tib")
 
@@ -600,6 +600,35 @@ def plot_sweep(samples: dict[str, list[float]]) -> bool:
 
 
 # --- driver -------------------------------------------------------------------------------------
+# --- 6. slab caches and kmalloc (benchmarks/slab.py) ----------------------------------------------
+TARGET_KMALLOC_PAIRS = 150_000
+TARGET_CACHE_PAIRS = 250_000
+
+
+def bench_slab(console: Console, st: Settings, summary: list[SummaryRow]) -> dict[str, Any]:
+    """kmalloc/kfree and kmem_cache pairs per second beside a bare-bones slab allocator, and
+    the cost per pair with 10 vs 10,000 live slabs (benchmarks/slab.py)."""
+    from benchmarks import slab
+
+    log(console, "slab: kmalloc/kfree and kmem_cache pairs vs a bare slab allocator")
+    r = slab.run()
+    summary.append(SummaryRow(
+        "kmalloc+kfree pairs/s (8..8192 bytes, 1000 live)", f"{r['kmalloc_pairs_per_s']:,.0f} "
+        f"({r['kmalloc_ratio']:.2f} of bare {r['bare_kmalloc_pairs_per_s']:,.0f})",
+        f">= {TARGET_KMALLOC_PAIRS:,}",
+        "PASS" if r["kmalloc_pairs_per_s"] >= TARGET_KMALLOC_PAIRS else "MISS"))
+    summary.append(SummaryRow(
+        "kmem_cache_alloc+free pairs/s (one cache)", f"{r['kmem_cache_pairs_per_s']:,.0f} "
+        f"({r['kmem_cache_ratio']:.2f} of bare {r['bare_cache_pairs_per_s']:,.0f})",
+        f">= {TARGET_CACHE_PAIRS:,}",
+        "PASS" if r["kmem_cache_pairs_per_s"] >= TARGET_CACHE_PAIRS else "MISS"))
+    summary.append(SummaryRow(
+        "cost per cache pair, 10,000 vs 10 live slabs",
+        f"{r['ns_per_pair_10000_slabs']:,.0f} vs {r['ns_per_pair_10_slabs']:,.0f} ns "
+        f"({r['ratio_10000_vs_10']:.2f}x)", "flat", "info"))
+    return r
+
+
 def print_summary(console: Console, summary: list[SummaryRow], wall_s: float) -> None:
     table = Table(title=f"Summary (wall time {wall_s:.1f} s; timings are reported, not asserted)")
     for col in ("figure", "measured", "target", "status"):
@@ -631,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary: list[SummaryRow] = []
     results: dict[str, Any] = {}
     sections = {"ratio": bench_ratio, "throughput": bench_throughput, "scale": bench_scale,
-                "per_op": bench_per_op, "sweep": bench_sweep}
+                "per_op": bench_per_op, "sweep": bench_sweep, "slab": bench_slab}
     try:
         for name, fn in sections.items():
             if not args.only or name in args.only:
