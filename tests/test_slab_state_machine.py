@@ -7,9 +7,11 @@ whole state (spec.slab snapshot) unchanged. Profiles: tests/hypothesis_profiles.
 
 from __future__ import annotations
 
+import os
 from itertools import pairwise
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -64,6 +66,21 @@ THISNODE = __GFP_THISNODE  # no name mangling inside the class
 CTXS = st.sampled_from([Context.PROCESS, Context.PROCESS, Context.HARDIRQ, Context.SPINLOCK])
 
 
+SEEDED_ENV = "KMEMSPEC_SEEDED_SLAB_BUG"
+RULE_PREFIX = "kmemspec-rule:"
+
+
+def allocator_class() -> type[SlabAllocator]:
+    """SlabAllocator, or the seeded bug KMEMSPEC_SEEDED_SLAB_BUG names
+    (proofs/seeded_slab_bugs.py)."""
+    name = os.environ.get(SEEDED_ENV)
+    if not name:
+        return SlabAllocator
+    from proofs.seeded_slab_bugs import SEEDED_SLAB_BUGS
+
+    return SEEDED_SLAB_BUGS[name].cls
+
+
 class SlabMachine(RuleBasedStateMachine):
     """The slab allocator against the test's model of what is live."""
 
@@ -77,7 +94,7 @@ class SlabMachine(RuleBasedStateMachine):
 
     @initialize(nodes=st.sampled_from([1, 2]), pages=st.sampled_from([2048, 3000]))
     def boot(self, nodes: int, pages: int) -> None:
-        self.sa = SlabAllocator(PageAllocator(MachineConfig.flat(pages, nodes=nodes)))
+        self.sa = allocator_class()(PageAllocator(MachineConfig.flat(pages, nodes=nodes)))
 
     # --- helpers ---------------------------------------------------------------------------------
     def _raises(self, fn: Any, *args: Any, **kw: Any) -> KmemError | None:
@@ -246,10 +263,44 @@ class SlabMachine(RuleBasedStateMachine):
             assert e <= s, "two live allocations overlap"
 
 
+def _rule_of(e: BaseException) -> str:
+    """The invariant or check a failure broke, from its message."""
+    text = str(e)
+    for name in ("slab.freelist_sound", "slab.geometry", "slab.one_place", "slab.inuse",
+                 "slab.node_counters", "slab.disjoint"):
+        if name in text:
+            return name
+    if "overlap" in text:
+        return "overlap"
+    if "changed the state" in text:
+        return "bad_input.state_unchanged"
+    if "accepted" in text:
+        return "bad_input.rejected"
+    return f"statemachine.{type(e).__name__}"
+
+
 def test_slab_state_machine() -> None:
+    """The slab state machine with the selected profile; on a failure a line
+    ``kmemspec-rule: <rule>`` names what broke (the make verify rows read it)."""
     config = hypothesis_profiles.active()
-    with hypothesis_profiles.bounded_shrinking():
-        run_state_machine_as_test(SlabMachine, settings=config)
+    try:
+        with hypothesis_profiles.bounded_shrinking():
+            run_state_machine_as_test(SlabMachine, settings=config)
+    except Exception as e:
+        print(f"{RULE_PREFIX} {_rule_of(e)}")
+        print(f"  {str(e).splitlines()[0][:500] if str(e) else type(e).__name__}")
+        raise
+
+
+@pytest.mark.parametrize("bug", ["slab-free-forgets-inuse", "deactivate-drops-cpu-freelist",
+                                 "slab-no-double-free-check", "discard-keeps-node-count"])
+def test_seeded_slab_bug_is_caught(bug: str, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Each seeded slab bug makes the state machine fail, naming a rule."""
+    monkeypatch.setenv(SEEDED_ENV, bug)
+    with pytest.raises(Exception):  # noqa: B017 - any failure of the machine counts
+        test_slab_state_machine()
+    assert RULE_PREFIX in capsys.readouterr().out
 
 
 assert KMALLOC_CLASSES  # the classes the SIZES strategy probes the edges of
