@@ -3,18 +3,33 @@
 ``abstract()`` walks every free list (so a block listed twice, or listed but not PageBuddy, is
 visible to the invariants), expands the lazy boot ranges, and copies the allocated blocks and
 counters. ``alloc_step()`` runs one allocation and describes it as a StepRecord for the step
-properties. Both are linear in the state size: for tests, the model checker and debug mode.
+properties (including which zones its direct reclaim touched, the NUMA counters it moved and
+the kswapd runs it waited for); ``kswapd_step()`` runs kswapd and checks spec.rules'
+kswapd properties. All are linear in the state size: for tests, the model checker and debug
+mode.
 """
 
 from __future__ import annotations
 
-from impl.page_alloc import PageAllocator
+from collections.abc import Iterable
+
+from impl.page_alloc import OWNER_PAGECACHE, PageAllocator, Zone
+from impl.watermarks import WMARK_HIGH, WMARK_LOW, WMARK_MIN
 from spec.context import Context
-from spec.gfp import MIGRATE_MOVABLE, gfp_zone
+from spec.gfp import __GFP_THISNODE, MIGRATE_MOVABLE, gfp_zone
 from spec.invariants import step_violations, violated
 from spec.layout import NUMA_NO_NODE
 from spec.reserves import gfp_to_alloc_flags, no_watermarks, watermark_min_adjusted
-from spec.state import AllocBlock, FreeBlock, MemState, StepRecord, ZoneSpec
+from spec.rules import kswapd_violations, numa_delta, zone_facts
+from spec.state import (
+    AllocBlock,
+    FreeBlock,
+    KswapdRecord,
+    MemState,
+    StepRecord,
+    ZoneFacts,
+    ZoneSpec,
+)
 
 
 def _usable(a: PageAllocator, zid: int) -> tuple[tuple[int, int], ...]:
@@ -31,10 +46,15 @@ def _usable(a: PageAllocator, zid: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+def _zone_spec(a: PageAllocator, z: Zone) -> ZoneSpec:
+    return ZoneSpec(z.zid, z.nid, z.idx, z.start, z.end, _usable(a, z.zid), z.managed,
+                    z.wmark[WMARK_MIN], z.wmark[WMARK_LOW], z.wmark[WMARK_HIGH], z.boost,
+                    tuple(z.lowmem_reserve))
+
+
 def abstract(a: PageAllocator) -> MemState:
     """The specification's view of ``a``."""
-    zones = tuple(ZoneSpec(z.zid, z.nid, z.idx, z.start, z.end, _usable(a, z.zid))
-                  for z in a.zones)
+    zones = tuple(_zone_spec(a, z) for z in a.zones)
     free: dict[int, FreeBlock] = {}
     seen: dict[int, int] = {}
     where: dict[int, tuple[int, int, int]] = {}
@@ -70,26 +90,86 @@ def abstract(a: PageAllocator) -> MemState:
                     pfn_limit=a.max_pfn)
 
 
+def facts(a: PageAllocator, zones: Iterable[Zone] | None = None) -> tuple[ZoneFacts, ...]:
+    """spec.rules.zone_facts of ``zones`` (default: every zone), from the free lists (lazy
+    boot blocks included) without building the whole abstract state."""
+    return tuple(zone_facts(_zone_spec(a, z), ((p, o) for p, o, _mt in z.free_blocks()),
+                            a.max_order)
+                 for z in (a.zones if zones is None else zones))
+
+
+def _pagecache(a: PageAllocator) -> dict[int, int]:
+    """pfn -> zid of every page-cache page."""
+    return {p: r[1] for p, r in a.allocated.items() if r[2] == OWNER_PAGECACHE}
+
+
+def _numa(z: Zone) -> tuple[int, int, int, int, int]:
+    return z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other
+
+
+def _kswapd_record(a: PageAllocator, nid: int, boost_before: tuple[int, ...]) -> KswapdRecord:
+    node_zones = a.nodes[nid].zones
+    left = sum(1 for p, zid in _pagecache(a).items()
+               if a.zones[zid].nid == nid and p not in a.refs)
+    return KswapdRecord(nid, facts(a, node_zones), boost_before, left)
+
+
 def alloc_step(a: PageAllocator, nid: int, gfp: int, order: int, *, cpu: int = 0,
                ctx: Context | None = None) -> tuple[int | None, StepRecord]:
     """Run alloc_pages_node() and describe the call for the step properties. Raises what the
-    allocator raises (state unchanged)."""
+    allocator raises (state unchanged).
+
+    Direct reclaim is told apart from kswapd by tracing ``a.kswapd`` for the duration of the
+    call (an instance attribute shadowing the method, removed afterwards): page-cache pages
+    that disappear inside a kswapd run are kswapd's, every other one that disappears is the
+    caller's direct reclaim, however the implementation reaches it."""
     before = len(a.effects)
-    pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
+    cache_before = _pagecache(a)
+    numa_before = [_numa(z) for z in a.zones]
+    runs: list[KswapdRecord] = []
+    by_kswapd: set[int] = set()
+    real_kswapd = a.kswapd
+
+    def traced_kswapd(knid: int) -> int:
+        if type(knid) is not int or not 0 <= knid < len(a.nodes):
+            return real_kswapd(knid)
+        boost = tuple(z.boost for z in a.nodes[knid].zones)
+        cache = set(_pagecache(a))
+        n = real_kswapd(knid)
+        by_kswapd.update(cache - set(_pagecache(a)))
+        runs.append(_kswapd_record(a, knid, boost))
+        return n
+
+    setattr(a, "kswapd", traced_kswapd)  # noqa: B010 - an instance attribute, on purpose
+    try:
+        pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
+    finally:
+        delattr(a, "kswapd")
     effects = a.effects[before:]
     if ctx is None:
         ctx = a.context(cpu)
-    pref = a.cpu_node[cpu] if nid == NUMA_NO_NODE else nid
-    slept = any(e.kind == "sleep" for e in effects)
-    if pfn is None:
-        return None, StepRecord("alloc_pages", gfp, int(ctx), order, -1, -1, slept, 0, 0,
-                                bool(no_watermarks(gfp)), -1, -1, pref)
-    z = a.zones[a.allocated[pfn][1]]
+    cpu_nid = a.cpu_node[cpu]
+    pref = cpu_nid if nid == NUMA_NO_NODE else nid
     hz = int(gfp_zone(gfp))
+    slept = any(e.kind == "sleep" for e in effects)
+    cache_after = _pagecache(a)
+    reclaimed = tuple(sorted({(a.zones[zid].nid, a.zones[zid].idx)
+                              for p, zid in cache_before.items()
+                              if p not in cache_after and p not in by_kswapd}))
+    # the real zonelist (PageAllocator's, even when a seeded bug overrides it)
+    zl = PageAllocator.zonelist(a, pref, hz, bool(gfp & __GFP_THISNODE))
+    numa = tuple(numa_delta(z.zid, z.nid, numa_before[z.zid], _numa(z)) for z in a.zones)
+    rec = StepRecord("alloc_pages", gfp, int(ctx), order, -1, -1, slept, 0, 0,
+                     bool(no_watermarks(gfp)), -1, -1, pref, reclaimed=reclaimed,
+                     pref_zid=zl[0].zid if zl else -1, cpu_nid=cpu_nid, numa=numa,
+                     kswapd_runs=tuple(runs))
+    if pfn is None:
+        return None, rec._replace(zones=facts(a))
+    z = a.zones[a.allocated[pfn][1]]
     mark = int(watermark_min_adjusted(z.wmark[0], gfp_to_alloc_flags(gfp, order)))
     mark += z.lowmem_reserve[hz]
-    return pfn, StepRecord("alloc_pages", gfp, int(ctx), order, pfn, z.zid, slept,
-                           z.free_pages, mark, bool(no_watermarks(gfp)), z.idx, z.nid, pref)
+    return pfn, rec._replace(pfn=pfn, zid=z.zid, free_after=z.free_pages, mark=mark,
+                             zone_idx=z.idx, nid=z.nid)
 
 
 def check(a: PageAllocator, *, fast: bool = False) -> list[str]:
@@ -98,11 +178,24 @@ def check(a: PageAllocator, *, fast: bool = False) -> list[str]:
 
 
 def check_step(r: StepRecord) -> list[str]:
-    """Names of the step properties an allocation step breaks."""
+    """Names of the step properties an allocation step breaks (spec/invariants.py and
+    spec/rules.py)."""
     return step_violations(r)
 
 
+def kswapd_run(a: PageAllocator, nid: int) -> tuple[int, KswapdRecord]:
+    """Run kswapd(nid) and describe the run for spec.rules' kswapd properties. Raises what the
+    allocator raises (state unchanged)."""
+    if type(nid) is not int or not 0 <= nid < len(a.nodes):
+        a.kswapd(nid)  # raises BadNodeError
+        raise AssertionError(f"kswapd({nid!r}) accepted a node that is not online")
+    boost = tuple(z.boost for z in a.nodes[nid].zones)
+    n = a.kswapd(nid)
+    return n, _kswapd_record(a, nid, boost)
+
+
 def kswapd_step(a: PageAllocator, nid: int) -> tuple[int, list[str]]:
-    """Run kswapd(nid) and return (pages reclaimed, names of the kswapd rules it broke).
-    Raises what the allocator raises (state unchanged)."""
-    return a.kswapd(nid), []
+    """Run kswapd(nid) and return (pages reclaimed, names of the kswapd rules it broke:
+    spec.rules.KSWAPD_PROPERTIES). Raises what the allocator raises (state unchanged)."""
+    n, rec = kswapd_run(a, nid)
+    return n, kswapd_violations(rec)

@@ -10,7 +10,9 @@ with the number of blocks instead of pages, for big machines. That is a second e
 tests/test_invariants.py evaluates both on many states and shows they agree.
 
 Step properties (``STEP_PROPERTIES``) constrain one allocation call (a StepRecord): whether it
-was allowed to sleep, and how far into the reserves it went.
+was allowed to sleep, and how far into the reserves it went; spec/rules.py registers more (when
+a call may fail, where its reclaim may take pages from, how the NUMA counters move, when the
+kswapd runs it waited for may stop).
 """
 
 from __future__ import annotations
@@ -363,3 +365,9 @@ def violated(s: MemState, *, fast: bool = False, names: tuple[str, ...] | None =
 def step_violations(r: StepRecord) -> list[str]:
     """Names of the step properties the allocation step ``r`` breaks."""
     return [p.name for p in STEP_PROPERTIES.values() if not p.definition(r)]
+
+
+# spec/rules.py registers the failure, reclaim, NUMA and kswapd step properties; importing it
+# here means every reader of STEP_PROPERTIES (check_step, the model checker, the state machine)
+# sees them. It imports step_property from this module, hence the import at the end.
+from spec import rules as _rules  # noqa: E402, F401

@@ -16,7 +16,10 @@ from spec.logic import Bits
 
 class ZoneSpec(NamedTuple):
     """A zone: global id, node, zone index (ZONE_DMA..), span, and the managed pfn ranges
-    (the pages the buddy allocator owns: present minus reserved)."""
+    (the pages the buddy allocator owns: present minus reserved); then what the watermark
+    rules need (include/linux/mmzone.h struct zone): managed pages, _watermark[WMARK_MIN,
+    WMARK_LOW, WMARK_HIGH], watermark_boost and lowmem_reserve[MAX_NR_ZONES]. The defaults
+    (all zero) describe a zone whose watermarks nobody recorded."""
 
     zid: int
     nid: int
@@ -24,6 +27,57 @@ class ZoneSpec(NamedTuple):
     start: int
     end: int
     usable: tuple[tuple[int, int], ...]
+    managed: int = 0
+    wmark_min: int = 0
+    wmark_low: int = 0
+    wmark_high: int = 0
+    boost: int = 0
+    lowmem_reserve: tuple[int, ...] = ()
+
+
+class ZoneFacts(NamedTuple):
+    """One zone at one moment, as the watermark, liveness and kswapd rules see it: its
+    watermarks (see ZoneSpec), ``free``, the pages inside its free blocks (counted from the
+    blocks, not from NR_FREE_PAGES), and ``max_run``, the largest order k such that the zone
+    holds an aligned run of 2^k free pages (-1 if it holds no free page). Built by
+    spec.rules.zone_facts, the one definition."""
+
+    zid: int
+    nid: int
+    zone: int
+    managed: int
+    wmark_min: int
+    wmark_low: int
+    wmark_high: int
+    boost: int
+    lowmem_reserve: tuple[int, ...]
+    free: int
+    max_run: int
+
+
+class NumaDelta(NamedTuple):
+    """How much one allocation call changed a zone's NUMA event counters (mm/vmstat.c
+    numa_hit, numa_miss, numa_foreign, numa_local, numa_other)."""
+
+    zid: int
+    nid: int
+    hit: int
+    miss: int
+    foreign: int
+    local: int
+    other: int
+
+
+class KswapdRecord(NamedTuple):
+    """One kswapd run on node ``nid`` (balance_pgdat): the node's zones after the run, each
+    zone's watermark_boost when the run started (the boost kswapd balances against; it clears
+    it on the way out), and how many page-cache pages of the node reclaim could still take
+    (those without extra references)."""
+
+    nid: int
+    zones: tuple[ZoneFacts, ...]
+    boost_before: tuple[int, ...]
+    reclaimable: int
 
 
 class FreeBlock(NamedTuple):
@@ -54,7 +108,16 @@ class StepRecord(NamedTuple):
 
     ``free_after`` is the zone's free pages after the call; ``mark`` the min watermark the call
     had to respect after the reserve adjustment for its flags (see spec/reserves.py) plus
-    lowmem_reserve[highest_zoneidx]; ``no_watermarks`` is true for __GFP_MEMALLOC callers."""
+    lowmem_reserve[highest_zoneidx]; ``no_watermarks`` is true for __GFP_MEMALLOC callers.
+
+    The fields after ``pref_nid`` have defaults, so a record that does not carry them leaves
+    the rules that read them vacuous (impl.abstraction.alloc_step always fills them):
+    ``zones`` the facts of every zone after a failed call (empty after a success: only the
+    failure rules read them); ``reclaimed`` the distinct (nid, zone index) of the pages direct
+    reclaim freed during the call (kswapd runs excluded); ``pref_zid`` the preferred zone
+    (the first zone of the request's zonelist, -1 if the zonelist is empty); ``cpu_nid``
+    numa_node_id() of the calling CPU; ``numa`` the change of every zone's NUMA counters over
+    the call; ``kswapd_runs`` the kswapd runs that happened while the caller slept."""
 
     op: str
     gfp: int
@@ -69,6 +132,12 @@ class StepRecord(NamedTuple):
     zone_idx: int = -1  # ZONE_DMA.. of the block's zone
     nid: int = -1  # node of the block
     pref_nid: int = -1  # the node asked for (the CPU's node for NUMA_NO_NODE)
+    zones: tuple[ZoneFacts, ...] = ()
+    reclaimed: tuple[tuple[int, int], ...] = ()
+    pref_zid: int = -1
+    cpu_nid: int = -1
+    numa: tuple[NumaDelta, ...] = ()
+    kswapd_runs: tuple[KswapdRecord, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@
   saved in ``.hypothesis/examples`` and replayed first on the next run. ``HYPOTHESIS_SEED``
   fixes the random seed (applied by :func:`seeded`).
 
+A failing run must end within its budget with the broken rule and the example, never as a
+timeout: :func:`bounded_shrinking` caps the time Hypothesis spends shrinking a failure
+(:data:`SHRINK_SECONDS` per profile, ``KMEMSPEC_SHRINK_SECONDS`` overrides), after which it
+reports the example as far as it got; ``report_multiple_bugs=False`` makes it shrink and report
+one failure, not one per distinct exception site.
+
 The profiles are registered on import but not loaded globally: loading one would change the
 settings of every other ``@given`` test in the session. Tests apply :func:`active` explicitly.
 
@@ -19,6 +25,8 @@ proofs/checks_extra.py set) or the profile is ``verify`` or ``fuzz``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import pytest
@@ -30,7 +38,7 @@ VERIFY = "verify"
 FUZZ = "fuzz"
 PROFILES = (QUICK, VERIFY, FUZZ)
 
-_base = settings(deadline=None, print_blob=True)
+_base = settings(deadline=None, print_blob=True, report_multiple_bugs=False)
 
 settings.register_profile(QUICK, _base, max_examples=30, stateful_step_count=30,
                           derandomize=True, database=None)
@@ -53,6 +61,31 @@ def name() -> str:
 def active() -> settings:
     """The settings of the selected profile."""
     return settings.get_profile(name())
+
+
+SHRINK_SECONDS = {QUICK: 15.0, VERIFY: 15.0, FUZZ: 300.0}
+
+
+def shrink_seconds() -> float:
+    """The shrinking budget: ``KMEMSPEC_SHRINK_SECONDS`` or the profile's."""
+    env = os.environ.get("KMEMSPEC_SHRINK_SECONDS")
+    return float(env) if env else SHRINK_SECONDS[name()]
+
+
+@contextmanager
+def bounded_shrinking(seconds: float | None = None) -> Iterator[None]:
+    """Within the block, Hypothesis stops shrinking a failure after ``seconds`` (default
+    :func:`shrink_seconds`) and reports the smallest example found so far. Hypothesis has no
+    public setting for this; its engine reads ``MAX_SHRINKING_SECONDS`` (300 s) when the
+    shrink phase starts, so the block sets it and restores it."""
+    from hypothesis.internal.conjecture import engine
+
+    old = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = seconds if seconds is not None else shrink_seconds()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = old
 
 
 T = TypeVar("T")

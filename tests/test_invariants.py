@@ -14,10 +14,13 @@ from impl.abstraction import abstract, alloc_step
 from impl.debug import CheckedPageAllocator, InvariantViolation
 from impl.machine import MachineConfig
 from impl.page_alloc import PageAllocator
+from proofs.seeded_bugs import SEEDED_BUGS
 from spec.context import Context
 from spec.gfp import (
     __GFP_THISNODE,
     GFP_ATOMIC,
+    GFP_DMA,
+    GFP_DMA32,
     GFP_KERNEL,
     GFP_NOWAIT,
     MIGRATE_MOVABLE,
@@ -31,10 +34,24 @@ from spec.state import AllocBlock, FreeBlock, MemState, StepRecord
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _random_state(seed: int, steps: int = 60) -> MemState:
+def _aligned() -> MachineConfig:
+    return MachineConfig.flat(64, nodes=2, max_order=4, min_pages=2)
+
+
+# Zones and nodes that meet at pfns that are not MAX_PAGE_ORDER aligned (16 pages here): the
+# only machines on which a merge across a zone or node boundary is possible at all.
+UNALIGNED: tuple[MachineConfig, ...] = (
+    MachineConfig.unaligned((40, 64, 96), max_order=4, min_pages=2),
+    MachineConfig.unaligned((21, 35, 27), max_order=4, min_pages=2, reserve=1),
+    MachineConfig.flat(40, nodes=2, max_order=4, min_pages=2),
+)
+
+
+def _random_state(seed: int, steps: int = 60, machine: MachineConfig | None = None) -> MemState:
     """A reachable state of a small two-node machine after random allocations and frees."""
     rng = random.Random(seed)
-    a = PageAllocator(MachineConfig.flat(64, nodes=2, max_order=4, min_pages=2))
+    a = PageAllocator(machine or _aligned())
+    cpus = sorted(a.cpu_node)
     live: list[tuple[int, int]] = []
     for _ in range(rng.randrange(steps)):
         if live and rng.random() < 0.4:
@@ -42,8 +59,8 @@ def _random_state(seed: int, steps: int = 60) -> MemState:
             a.free_pages_pfn(p, o)
         else:
             o = rng.randint(0, 4)
-            g = rng.choice([GFP_KERNEL, GFP_ATOMIC, GFP_NOWAIT])
-            p2 = a.alloc_pages_node(-1, g, o, cpu=rng.choice([0, 1]), ctx=Context.PROCESS)
+            g = rng.choice([GFP_KERNEL, GFP_ATOMIC, GFP_NOWAIT, GFP_DMA32, GFP_KERNEL | GFP_DMA])
+            p2 = a.alloc_pages_node(-1, g, o, cpu=rng.choice(cpus), ctx=Context.PROCESS)
             if p2 is not None:
                 live.append((p2, o))
     return abstract(a)
@@ -104,19 +121,23 @@ def _corrupt(s: MemState, rng: random.Random) -> MemState:
                    free_pages=free_pages, pageblock_mt=bytes(pb), _zone_at={})
 
 
-def test_reachable_states_satisfy_every_invariant() -> None:
+@pytest.mark.parametrize("machine", [_aligned(), *UNALIGNED], ids=lambda m: m.name)
+def test_reachable_states_satisfy_every_invariant(machine: MachineConfig) -> None:
     for seed in range(15):
-        assert violated(_random_state(seed)) == []
+        s = _random_state(seed, machine=machine)
+        assert violated(s) == []
+        assert violated(s, fast=True) == []
 
 
-def test_two_encodings_agree_on_many_states() -> None:
+@pytest.mark.parametrize("machine", [_aligned(), *UNALIGNED], ids=lambda m: m.name)
+def test_two_encodings_agree_on_many_states(machine: MachineConfig) -> None:
     """The per-pfn definition (the one the proofs use) and the block-level evaluation agree,
     invariant by invariant, on reachable and corrupted states."""
     rng = random.Random(7)
     disagreements = []
     broken_seen: set[str] = set()
     for seed in range(60):
-        s = _random_state(seed)
+        s = _random_state(seed, machine=machine)
         for _ in range(3):
             c = _corrupt(s, rng)
             v = c.view()
@@ -186,6 +207,42 @@ def test_fully_merged_and_contiguity_can_fail() -> None:
     assert "buddy.contiguity" in violated(two, fast=True)
 
 
+def _cross_zone_merged(s: MemState) -> MemState:
+    """The state a __free_one_page without page_is_buddy()'s zone check leaves behind: the
+    last free block of one zone and the first of the next, buddies of the same order across
+    an unaligned boundary, merged into one block listed on the second zone."""
+    for lo in sorted(s.free.values(), key=lambda b: b.pfn):
+        k = lo.order
+        hi = s.free.get(lo.pfn + (1 << k))
+        if (hi is not None and hi.order == k and k < s.max_order and lo.pfn % (2 << k) == 0
+                and s.zone_at(lo.pfn) != s.zone_at(hi.pfn) and s.zone_at(hi.pfn) >= 0):
+            merged = hi._replace(pfn=lo.pfn, order=k + 1, list_order=k + 1)
+            free = {p: b for p, b in s.free.items() if p not in (lo.pfn, hi.pfn)}
+            nr_free = dict(s.nr_free)
+            for b in (lo, hi):
+                nr_free[(b.list_zid, k, b.list_mt)] -= 1
+            key = (hi.list_zid, k + 1, hi.list_mt)
+            nr_free[key] = nr_free.get(key, 0) + 1
+            return replace(s, free={**free, lo.pfn: merged}, nr_free=nr_free)
+    raise AssertionError("no pair of free buddies across a zone boundary")
+
+
+@pytest.mark.parametrize("machine", UNALIGNED, ids=lambda m: m.name)
+def test_cross_zone_merge_is_flagged(machine: MachineConfig) -> None:
+    """A block merged across an unaligned zone or node boundary breaks buddy.contiguity
+    (and the list it sits on is not its head's zone's), in both encodings; the seeded bug
+    that does it is caught at boot, by the same invariant."""
+    s = abstract(PageAllocator(machine))
+    assert violated(s) == []
+    bad = _cross_zone_merged(s)
+    for fast in (False, True):
+        got = violated(bad, fast=fast)
+        assert "buddy.contiguity" in got and "freelist.right_list" in got, got
+    booted = abstract(SEEDED_BUGS["cross-zone-merge"].cls(machine))
+    assert "buddy.contiguity" in violated(booted)
+    assert "buddy.contiguity" in violated(booted, fast=True)
+
+
 def test_no_stray_pages_can_fail() -> None:
     a = PageAllocator(MachineConfig.flat(16, nodes=1, max_order=3, min_pages=0))
     s = abstract(a)
@@ -215,7 +272,9 @@ def test_step_properties_can_fail() -> None:
     assert "range.zone_and_node" in step_violations(
         _rec(gfp=GFP_KERNEL | __GFP_THISNODE, nid=1, pref_nid=0))
     assert set(STEP_PROPERTIES) == {"context.atomic_never_sleeps", "watermark.reserves",
-                                    "range.zone_and_node"}
+                                    "range.zone_and_node", "liveness.blocking",
+                                    "watermark.no_premature_failure", "reclaim.request_scope",
+                                    "numa.zone_statistics", "kswapd.balanced"}
 
 
 def test_alloc_step_records_real_calls() -> None:

@@ -6,9 +6,22 @@ alloc_pages blocks (pfn -> order), the page-cache pages, extra references and ea
 context stack. Every operation's outcome is predicted from that model and the machine
 description alone (which error, exactly, an invalid call must raise; which zones and nodes a
 block may come from; when an allocation is allowed to fail), and compared with what the
-implementation did. After every step an ``@invariant`` checks every registered state invariant
-(spec/invariants.py), the step properties of the last allocation, and that the
-implementation's abstract state agrees with the model.
+implementation did. Every allocation call is checked against every step property
+(spec/invariants.py, spec/rules.py: sleeping, reserves, zone and node, liveness of blocking
+calls, no premature failure of non-blocking ones, reclaim scope, NUMA statistics, the kswapd
+runs it waited for), every kswapd run against the kswapd rules. After every step an
+``@invariant`` checks every registered state invariant (NR_FREE_PAGES and nr_free against the
+free blocks included), that the implementation's abstract state agrees with the model, and the
+NUMA counters against what zone_statistics() says the calls so far must have counted.
+
+Machines: flat and zoned ones as before, plus machines whose zones and nodes meet at pfns that
+are not MAX_PAGE_ORDER aligned (a cross-zone merge is possible only there) with min 8 and
+watermark_scale_factor 1000, so min, low and high are several pages apart.
+
+``KMEMSPEC_SEEDED_BUG=<name>`` runs the machine on a seeded bug of proofs/seeded_bugs.py. A
+failure prints ``kmemspec-rule: <rule>`` at the start of a line, one line of evidence and the
+example, as far as Hypothesis shrank it within the profile's bound (tests/hypothesis_profiles.py
+bounded_shrinking); ``make verify``'s seeded rows read that line.
 
 Profiles (tests/hypothesis_profiles.py): ``quick`` for ``make test``, ``verify`` for
 ``make verify``, ``fuzz`` for ``make fuzz``; ``HYPOTHESIS_PROFILE`` selects one.
@@ -20,8 +33,9 @@ reduced machine: see the note there for what that backend can and cannot do here
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from hypothesis import HealthCheck, event, settings
@@ -37,11 +51,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-from impl.abstraction import abstract, alloc_step, check_step
+from impl.abstraction import abstract, alloc_step, check_step, kswapd_run
 from impl.machine import MachineConfig, NodeConfig, ZoneConfig
 from impl.page_alloc import OWNER_PAGECACHE, OWNER_PAGES, PageAllocator
-from impl.watermarks import WMARK_HIGH
-from proofs.modelcheck import liveness_witness, state_key
+from proofs.modelcheck import state_key
+from proofs.seeded_bugs import SEEDED_BUGS
 from spec.context import Context
 from spec.errors import (
     BadFreeError,
@@ -83,6 +97,7 @@ from spec.gfp import (
     gfpflags_allow_blocking,
 )
 from spec.invariants import violated
+from spec.rules import expected_numa, explain_kswapd, explain_step, kswapd_violations
 from spec.state import MemState, StepRecord
 from tests import hypothesis_profiles
 from tests.conftest import snapshot
@@ -118,10 +133,76 @@ def zoned_machine(pages: int) -> MachineConfig:
                          name=f"zoned{pages}").validate()
 
 
+WIDE_MIN = 8  # min watermark of the machines with well separated watermarks
+WIDE_SCALE = 1000  # vm.watermark_scale_factor there: low/high gaps of 4..9 pages
+
+
+def unaligned_zones_machine(dma: int) -> MachineConfig:
+    """Zones and nodes that meet at pfns that are not MAX_PAGE_ORDER aligned, as on real
+    machines and in a protocol ``hello`` (MachineConfig.unaligned): node 0 has DMA [0, dma)
+    and DMA32 [dma, dma + 64), node 1 a Normal zone of 96 pages right after it. min 8
+    everywhere, watermark_scale_factor 1000, so min, low and high are several pages apart
+    (DMA 8/12/16 for dma = 40)."""
+    return MachineConfig.unaligned((dma, 64, 96), max_order=MAX_ORDER, min_pages=WIDE_MIN,
+                                   watermark_scale_factor=WIDE_SCALE,
+                                   name=f"unaligned-zones{dma}")
+
+
+def unaligned_nodes_machine(pages: int) -> MachineConfig:
+    """Two flat nodes of ``pages`` pages (not a multiple of 2^MAX_PAGE_ORDER, so node 1 starts
+    at an unaligned pfn), min 8, watermark_scale_factor 1000."""
+    return MachineConfig.flat(pages, nodes=2, max_order=MAX_ORDER, min_pages=WIDE_MIN,
+                              watermark_scale_factor=WIDE_SCALE,
+                              name=f"unaligned-nodes2x{pages}")
+
+
 MACHINES = st.one_of(
     st.builds(flat_machine, st.sampled_from([64, 128, 256]), st.sampled_from([1, 2])),
     st.builds(zoned_machine, st.sampled_from([64, 128])),
+    st.builds(unaligned_zones_machine, st.sampled_from([40, 56])),
+    st.builds(unaligned_nodes_machine, st.sampled_from([40, 72])),
 )
+
+# --- failures name the rule they broke -------------------------------------------------------
+
+SEEDED_BUG_ENV = "KMEMSPEC_SEEDED_BUG"
+RULE_PREFIX = "kmemspec-rule:"
+
+
+def allocator_class() -> type[PageAllocator]:
+    """The allocator under test: PageAllocator, or the seeded bug named by
+    ``KMEMSPEC_SEEDED_BUG`` (proofs/seeded_bugs.py), which this state machine must catch."""
+    name = os.environ.get(SEEDED_BUG_ENV, "")
+    if not name:
+        return PageAllocator
+    if name not in SEEDED_BUGS:
+        raise ValueError(f"{SEEDED_BUG_ENV}={name!r}: not one of {', '.join(SEEDED_BUGS)}")
+    return SEEDED_BUGS[name].cls
+
+
+class RuleBroken(AssertionError):  # noqa: N818 - a finding, not an error
+    """A check of the state machine failed; ``rule`` names what broke (a spec invariant or
+    step property, or a rule of the machine's own model such as ``model.live_blocks``)."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{RULE_PREFIX} {rule}: {detail}")
+        self.rule = rule
+
+
+def broken(rule: str, detail: str = "") -> NoReturn:
+    raise RuleBroken(rule, detail)
+
+
+def require(cond: object, rule: str, detail: str = "") -> None:
+    """Fail with RuleBroken(rule) unless ``cond``."""
+    if not cond:
+        broken(rule, detail)
+
+
+def require_none_broken(names: list[str], detail: str = "") -> None:
+    """Fail naming the first of the broken spec rules ``names``, listing all of them."""
+    if names:
+        broken(names[0], f"{', '.join(names)} broken. {detail}")
 
 # --- masks ---------------------------------------------------------------------------------
 
@@ -163,11 +244,20 @@ INVALID_MASKS = st.one_of(
     st.integers(0, (1 << 26) - 1).filter(lambda g: not gfp_is_valid(g)),
 )
 MASKS = st.one_of(composite_masks(), random_valid_masks())
+GFP_NOWAIT = GFP_NAMES["GFP_NOWAIT"]
+ATOMIC_MASKS = [GFP_NAMES["GFP_ATOMIC"], GFP_NOWAIT, GFP_NAMES["GFP_ATOMIC"] | __GFP_NOMEMALLOC,
+                GFP_NAMES["GFP_ATOMIC"] | __GFP_THISNODE, GFP_NAMES["GFP_ATOMIC"] | __GFP_DMA32]
+BLOCKING_MASKS = [*(GFP_NAMES[n] for n in ("GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER_MOVABLE",
+                                           "GFP_NOIO")),
+                  GFP_NAMES["GFP_KERNEL"] | __GFP_DMA32, GFP_NAMES["GFP_KERNEL"] | __GFP_DMA]
 # Python mangles __names inside class bodies: aliases for use in the machine
 _GFP_THISNODE = __GFP_THISNODE
 _GFP_DIRECT_RECLAIM = __GFP_DIRECT_RECLAIM
 CONTEXTS = st.sampled_from([None, *Context])  # None: the CPU's current context
 ATOMIC = [c for c in Context if c.atomic]
+
+
+_BOOT_VIOLATIONS: dict[tuple[type[PageAllocator], MachineConfig], list[str]] = {}
 
 
 class PageAllocatorMachine(RuleBasedStateMachine):
@@ -184,6 +274,8 @@ class PageAllocatorMachine(RuleBasedStateMachine):
         self.ctx: dict[int, list[Context]] = {}
         self.freed: list[tuple[int, int]] = []
         self.last_step: StepRecord | None = None
+        # what the spec says every zone's (numa_hit, miss, foreign, local, other) must be
+        self.numa: dict[int, tuple[int, int, int, int, int]] = {}
 
     # --- helpers -----------------------------------------------------------------------------
     @property
@@ -202,35 +294,42 @@ class PageAllocatorMachine(RuleBasedStateMachine):
         """``call`` must raise exactly one of ``errors`` and change nothing at all."""
         before = snapshot(self.alloc)
         key = state_key(self.alloc)
+        want = "/".join(sorted(e.__name__ for e in errors))
         try:
             call()
         except KmemError as e:
-            assert type(e) in errors, f"raised {type(e).__name__} ({e}), expected {errors}"
+            require(type(e) in errors, f"error.{want}", f"raised {type(e).__name__} ({e})")
         else:
-            raise AssertionError(f"did not raise; expected one of {errors}")
-        assert state_key(self.alloc) == key, "a rejected call changed the state"
-        assert snapshot(self.alloc) == before, "a rejected call changed a counter"
+            broken(f"error.{want}", "the call did not raise")
+        require(state_key(self.alloc) == key, "error.state_unchanged",
+                "a rejected call changed the state")
+        require(snapshot(self.alloc) == before, "error.state_unchanged",
+                "a rejected call changed a counter")
 
     def sync_cache(self, added: int = 0, nid: int | None = None,
-                   reclaimed: bool = False) -> None:
+                   reclaimed: bool = False, state: MemState | None = None) -> None:
         """Page-cache pages only disappear (reclaim), except the ``added`` pages a
         pagecache_add on ``nid`` brought in; those may have been reclaimed again by the same
         call (its later allocations may reclaim), but only if it reclaimed at all."""
-        s = self.state()
+        s = state if state is not None else self.state()
         now = {p for p, b in s.allocated.items() if b.owner == OWNER_PAGECACHE}
         new = now - self.cache
-        assert len(new) <= added, f"{len(new)} new page-cache pages, at most {added} expected"
+        require(len(new) <= added, "model.page_cache",
+                f"{len(new)} new page-cache pages, at most {added} expected")
         if not reclaimed:
-            assert len(new) == added, f"{len(new)} new page-cache pages, expected {added}"
+            require(len(new) == added, "model.page_cache",
+                    f"{len(new)} new page-cache pages, expected {added}")
         for p in new:
             b = s.allocated[p]
-            assert b.order == 0
-            assert p not in self.model
+            require(b.order == 0 and p not in self.model, "model.page_cache",
+                    f"new page-cache block {p:#x} of order {b.order}")
             if nid is not None:
-                assert s.zones[b.zid].nid == nid, "page cache not on the requested node"
+                require(s.zones[b.zid].nid == nid, "range.zone_and_node",
+                        "page cache not on the requested node")
         gone = self.cache - now
         for p in gone:
-            assert p not in self.refs, "reclaim freed a page that holds references"
+            require(p not in self.refs, "reclaim.referenced",
+                    f"reclaim freed page {p:#x}, which holds references")
         self.cache = now
 
     def free_error(self, pfn: int, order: int) -> type[KmemError] | None:
@@ -271,9 +370,15 @@ class PageAllocatorMachine(RuleBasedStateMachine):
     # --- boot ----------------------------------------------------------------------------------
     @initialize(machine=MACHINES)
     def boot(self, machine: MachineConfig) -> None:
-        self.a = PageAllocator(machine)
+        cls = allocator_class()
+        self.a = cls(machine)
         self.ctx = {c: [] for c in self.alloc.cpu_node}
-        assert violated(self.state()) == []
+        self.numa = {z.zid: (0, 0, 0, 0, 0) for z in self.alloc.zones}
+        # boot is deterministic: the per-pfn definitions run once per (allocator, machine)
+        key = (cls, machine)
+        if key not in _BOOT_VIOLATIONS:
+            _BOOT_VIOLATIONS[key] = violated(self.state())
+        require_none_broken(_BOOT_VIOLATIONS[key], "right after boot")
 
     # --- allocation ----------------------------------------------------------------------------
     def cpus(self, invalid: bool = True) -> st.SearchStrategy[int]:
@@ -320,6 +425,36 @@ class PageAllocatorMachine(RuleBasedStateMachine):
                 got.append(r)
         return multiple(*got)
 
+    @rule(target=blocks, data=st.data(), order=st.integers(0, 2), n=st.integers(2, 24),
+          gfp=st.sampled_from(ATOMIC_MASKS), ctx=st.sampled_from(ATOMIC))
+    def alloc_pages_atomic_burst(self, data: st.DataObject, order: int, n: int, gfp: int,
+                                 ctx: Context) -> Any:
+        """Interrupt-time pressure: ``n`` non-blocking allocations in a row, down into the
+        reserves each mask may use (and not one page further, nor one page less)."""
+        nid = data.draw(self.nids(False))
+        cpu = data.draw(self.cpus(False))
+        got = []
+        for _ in range(n):
+            r = self.do_alloc(order, gfp, nid, cpu, ctx)
+            if isinstance(r, tuple):
+                got.append(r)
+        return multiple(*got)
+
+    @rule(target=blocks, data=st.data(), order=st.integers(0, 2), n=st.integers(4, 32),
+          gfp=st.sampled_from(BLOCKING_MASKS))
+    def alloc_pages_thisnode_burst(self, data: st.DataObject, order: int, n: int,
+                                   gfp: int) -> Any:
+        """Node pressure: ``n`` blocking __GFP_THISNODE allocations on one node, so direct
+        reclaim runs while other nodes may hold page cache it must not touch."""
+        nid = data.draw(st.sampled_from(range(len(self.alloc.nodes))))
+        cpu = data.draw(self.cpus(False))
+        got = []
+        for _ in range(n):
+            r = self.do_alloc(order, gfp | _GFP_THISNODE, nid, cpu, Context.PROCESS)
+            if isinstance(r, tuple):
+                got.append(r)
+        return multiple(*got)
+
     def do_alloc(self, order: int, gfp: int, nid: int, cpu: int,
                  ctx: Context | None) -> Any:
         a = self.alloc
@@ -340,51 +475,68 @@ class PageAllocatorMachine(RuleBasedStateMachine):
             self.expect_error({SleepInAtomicError},
                               lambda: a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx))
             return multiple()
-        before = self.state()
+        before = {p: r[2] for p, r in a.allocated.items()}  # pfn -> owner
         pfn, rec = alloc_step(a, nid, gfp, order, cpu=cpu, ctx=ctx)
         self.last_step = rec
-        assert check_step(rec) == [], f"step properties broken: {check_step(rec)}"
+        # every step property: sleeping, reserves, zone and node, liveness (blocking) and no
+        # premature failure (non-blocking), reclaim scope, NUMA statistics, kswapd balance
+        bad = check_step(rec)
+        require_none_broken(bad, explain_step(rec, bad[0]) if bad else "")
+        self.count_numa(rec)
         if rec.slept:
-            assert not eff.atomic and blocking
+            require(not eff.atomic and blocking, "context.atomic_never_sleeps")
             event("alloc_pages slept (direct reclaim)")
+        if rec.reclaimed:
+            event("direct reclaim freed page cache")
         s = self.state()
         if pfn is None:
-            self.sync_cache()
-            assert {p: b.order for p, b in s.allocated.items() if b.owner == OWNER_PAGES} \
-                == self.model
+            self.sync_cache(state=s)
+            require({p: b.order for p, b in s.allocated.items() if b.owner == OWNER_PAGES}
+                    == self.model, "frame.failed_alloc", "a failed allocation changed blocks")
             if order > a.max_order:
                 return multiple()
             if not eff.atomic and blocking:
-                w = liveness_witness(a, s, nid, gfp, order, cpu)
-                assert w is None, f"liveness: allocation failed although {w}"
                 event("blocking alloc_pages failed (liveness checked)")
             else:
-                event("non-blocking alloc_pages failed")
+                event("non-blocking alloc_pages failed (no premature failure checked)")
             return multiple()
-        assert order <= a.max_order, "an order above MAX_PAGE_ORDER must fail"
+        require(order <= a.max_order, "protocol.order_above_max",
+                "an order above MAX_PAGE_ORDER must fail")
         # never memory that was live before the call (page cache reclaimed by it excepted)
         end = pfn + (1 << order)
         for p, o in self.model.items():
-            assert end <= p or p + (1 << o) <= pfn, f"{pfn:#x} overlaps live block {p:#x}"
+            require(end <= p or p + (1 << o) <= pfn, "overlap.live",
+                    f"{pfn:#x} overlaps live block {p:#x}")
         for p in self.cache:
-            assert not pfn <= p < end or p not in s.allocated or s.allocated[p].owner \
-                != OWNER_PAGECACHE, f"{pfn:#x} overlaps page-cache page {p:#x}"
-        assert pfn % (1 << order) == 0, "unaligned block"
+            require(not pfn <= p < end or p not in s.allocated
+                    or s.allocated[p].owner != OWNER_PAGECACHE, "overlap.live",
+                    f"{pfn:#x} overlaps page-cache page {p:#x}")
+        require(pfn % (1 << order) == 0, "buddy.alignment", f"unaligned block {pfn:#x}")
         b = s.allocated[pfn]
-        assert b.order == order and b.owner == OWNER_PAGES
+        require(b.order == order and b.owner == OWNER_PAGES, "frame.alloc",
+                f"block {pfn:#x} recorded as {b}")
         zone = s.zones[b.zid]
-        assert any(lo <= pfn and end <= hi for lo, hi in zone.usable), "block leaves its zone"
-        assert zone.zone <= gfp_zone(gfp), "zone not allowed by the mask"
+        require(any(lo <= pfn and end <= hi for lo, hi in zone.usable), "buddy.contiguity",
+                f"block {pfn:#x} of order {order} leaves its zone")
+        require(zone.zone <= gfp_zone(gfp), "range.zone_and_node", "zone not allowed by the mask")
         if gfp & _GFP_THISNODE:
             want = a.cpu_node[cpu] if nid == -1 else nid
-            assert zone.nid == want, "__GFP_THISNODE block on another node"
-        assert pfn not in before.allocated or before.allocated[pfn].owner == OWNER_PAGECACHE
+            require(zone.nid == want, "range.zone_and_node",
+                    f"__GFP_THISNODE block on node {zone.nid}, not {want}")
+        require(before.get(pfn, OWNER_PAGECACHE) == OWNER_PAGECACHE,
+                "overlap.live", f"{pfn:#x} was live before the call")
         self.model[pfn] = order
-        self.sync_cache()
+        self.sync_cache(state=s)
         event("alloc_pages succeeded")
         if zone.nid != (a.cpu_node[cpu] if nid == -1 else nid):
             event("alloc_pages fell back to a remote node")
         return (pfn, order)
+
+    def count_numa(self, rec: StepRecord) -> None:
+        """Add what zone_statistics() must have counted for ``rec`` to the model's counters."""
+        for zid, (dh, dm, df, dl, do) in expected_numa(rec).items():
+            h, m, f, lo, o = self.numa[zid]
+            self.numa[zid] = (h + dh, m + dm, f + df, lo + dl, o + do)
 
     @rule(gfp=INVALID_MASKS, order=st.integers(0, MAX_ORDER), ctx=CONTEXTS)
     def alloc_invalid_mask(self, gfp: int, order: int, ctx: Context | None) -> None:
@@ -444,7 +596,8 @@ class PageAllocatorMachine(RuleBasedStateMachine):
         if addr == 0:  # free_pages(0, order) does nothing
             before = snapshot(self.alloc)
             self.alloc.free_pages(0, order)
-            assert snapshot(self.alloc) == before
+            require(snapshot(self.alloc) == before, "error.state_unchanged",
+                    "free_pages(0, order) changed the state")
             return
         self.expect_error({UnknownAddressError}, lambda: self.alloc.free_pages(addr, order))
 
@@ -519,42 +672,90 @@ class PageAllocatorMachine(RuleBasedStateMachine):
         if self.current_ctx(cpu).atomic:
             self.expect_error({SleepInAtomicError}, lambda: a.pagecache_add(nid, n, cpu=cpu))
             return
+        self.do_pagecache_add(nid, n, cpu)
+
+    def do_pagecache_add(self, nid: int, n: int, cpu: int) -> None:
+        """pagecache_add(nid, n) from ``cpu`` (valid, process context), checked."""
+        a = self.alloc
         n_effects = len(a.effects)
+        numa = {z.zid: (z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other)
+                for z in a.zones}
         added = a.pagecache_add(nid, n, cpu=cpu)
-        assert 0 <= added <= n
+        require(0 <= added <= n, "model.page_cache", f"pagecache_add added {added} of {n}")
         # direct reclaim, or the kswapd that runs while the reader sleeps, may take back pages
         # this very call added
         reclaimed = any(e.kind in ("reclaim", "kswapd_run") for e in a.effects[n_effects:])
         self.sync_cache(added, nid, reclaimed)
+        # __GFP_THISNODE reads: every page is a hit on node nid, local iff cpu is on nid
+        delta = [sum(getattr(z, f"numa_{k}") - numa[z.zid][i] for z in a.zones)
+                 for i, k in enumerate(("hit", "miss", "foreign", "local", "other"))]
+        local = a.cpu_node[cpu] == nid
+        require(delta == [added, 0, 0, added if local else 0, 0 if local else added]
+                and all(z.numa_hit == numa[z.zid][0] for z in a.zones if z.nid != nid),
+                "numa.zone_statistics", f"pagecache_add of {added} pages on node {nid} from "
+                f"cpu {cpu} changed the NUMA counters by {delta}")
+        self.numa = {z.zid: (z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local,
+                             z.numa_other) for z in a.zones}
 
     @rule()
     def drop_caches(self) -> None:
         referenced = {p for p in self.cache if self.refs.get(p)}
         n = self.alloc.drop_caches()
-        assert n == len(self.cache) - len(referenced)
+        require(n == len(self.cache) - len(referenced), "model.page_cache",
+                f"drop_caches freed {n} pages")
         self.sync_cache()
-        assert self.cache == referenced, "drop_caches left unreferenced page cache behind"
+        require(self.cache == referenced, "model.page_cache",
+                "drop_caches left unreferenced page cache behind")
 
     @rule(data=st.data())
     def kswapd(self, data: st.DataObject) -> None:
-        a = self.alloc
         nid = data.draw(self.nids())
-        if not 0 <= nid < len(a.nodes):
-            self.expect_error({BadNodeError}, lambda: a.kswapd(nid))
+        if not 0 <= nid < len(self.alloc.nodes):
+            self.expect_error({BadNodeError}, lambda: self.alloc.kswapd(nid))
             return
+        self.run_kswapd(nid)
+
+    @rule(target=blocks, data=st.data(), n=st.integers(1, 24))
+    def kswapd_in_the_gap(self, data: st.DataObject, n: int) -> Any:
+        """Page cache on a node (``n`` pages read if it has none), non-blocking allocations
+        bring its highest zone between its low and high watermarks, then its kswapd runs: the
+        window in which balancing to the wrong watermark shows (from below low, one
+        SWAP_CLUSTER_MAX round overshoots both)."""
+        a = self.alloc
+        nid = data.draw(st.sampled_from(range(len(a.nodes))))
+        cpu = data.draw(self.cpus(False))
+        if self.current_ctx(cpu).atomic:
+            return multiple()
+        if not any(a.zones[a.allocated[p][1]].nid == nid for p in self.cache):
+            self.do_pagecache_add(nid, n, cpu)
+        z = max((z for z in a.nodes[nid].zones if z.managed), key=lambda z: z.idx)
+        target = (z.wmark[1] + z.wmark[2]) // 2
+        got = []
+        for _ in range(z.managed):
+            if z.free_pages <= target:
+                break
+            r = self.do_alloc(0, GFP_NOWAIT | _GFP_THISNODE, nid, cpu, Context.PROCESS)
+            if not isinstance(r, tuple):
+                break
+            got.append(r)
+        if z.wmark[1] < z.free_pages <= z.wmark[2] and any(
+                a.zones[a.allocated[p][1]].nid == nid for p in self.cache):
+            event("kswapd ran with its node in the low-high gap and page cache on it")
+        self.run_kswapd(nid)
+        return multiple(*got)
+
+    def run_kswapd(self, nid: int) -> None:
+        """kswapd(nid), checked: the kswapd rules of spec/rules.py, the page cache it freed,
+        the boosts it cleared."""
+        a = self.alloc
         before = len(self.cache)
-        n = a.kswapd(nid)
+        n, krec = kswapd_run(a, nid)
+        require_none_broken(kswapd_violations(krec), explain_kswapd(krec))
         self.sync_cache()
-        assert n == before - len(self.cache)
+        require(n == before - len(self.cache), "model.page_cache",
+                f"kswapd reports {n} pages reclaimed, {before - len(self.cache)} were")
         for z in a.nodes[nid].zones:
-            assert z.boost == 0, "kswapd leaves watermark boost behind"
-        s = self.state()
-        left = [p for p in self.cache if p not in self.refs
-                and s.zones[s.allocated[p].zid].nid == nid]
-        if left:  # it stopped early: the node must be balanced (pgdat_balanced)
-            top = max(z.idx for z in a.nodes[nid].zones if z.managed)
-            assert any(z.free_pages > z.wmark[WMARK_HIGH] + z.lowmem_reserve[top]
-                       for z in a.nodes[nid].zones if z.managed)
+            require(z.boost == 0, "kswapd.boost_cleared", "kswapd leaves watermark boost behind")
 
     @precondition(lambda self: bool(self.model))
     @rule(data=st.data())
@@ -566,7 +767,8 @@ class PageAllocatorMachine(RuleBasedStateMachine):
             self.expect_error({BadNodeError}, lambda: a.touch(pfn, cpu))
             return
         node = self.state().zones[self.state().allocated[pfn].zid].nid
-        assert a.touch(pfn, cpu) == a.distance[a.cpu_node[cpu]][node]
+        require(a.touch(pfn, cpu) == a.distance[a.cpu_node[cpu]][node], "numa.distance",
+                "touch() charged the wrong distance")
 
     # --- after every step ------------------------------------------------------------------------
     @invariant()
@@ -574,21 +776,29 @@ class PageAllocatorMachine(RuleBasedStateMachine):
         if self.a is None:
             return
         s = self.state()
-        assert violated(s, fast=True) == [], violated(s, fast=True)
+        # every invariant, NR_FREE_PAGES and nr_free against the free blocks included
+        require_none_broken(violated(s, fast=True), "after the last step")
         live = {p: b.order for p, b in s.allocated.items() if b.owner == OWNER_PAGES}
-        assert live == self.model, "implementation and model disagree on live blocks"
+        require(live == self.model, "model.live_blocks",
+                "implementation and model disagree on live blocks")
         cache = {p for p, b in s.allocated.items() if b.owner == OWNER_PAGECACHE}
-        assert cache == self.cache
-        assert self.alloc.refs == self.refs
-        assert {c: list(x) for c, x in self.alloc.ctx.items()} == self.ctx
+        require(cache == self.cache, "model.page_cache", "page cache differs from the model")
+        require(self.alloc.refs == self.refs, "model.refs", "references differ from the model")
+        require({c: list(x) for c, x in self.alloc.ctx.items()} == self.ctx, "model.contexts",
+                "context stacks differ from the model")
         for pfn in self.model:
-            assert self.alloc.page_count(pfn) == 1 + self.refs.get(pfn, 0)
+            require(self.alloc.page_count(pfn) == 1 + self.refs.get(pfn, 0), "model.refs",
+                    f"page_count({pfn:#x})")
+        numa = {z.zid: (z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other)
+                for z in self.alloc.zones}
+        require(numa == self.numa, "numa.zone_statistics",
+                f"NUMA counters {numa}, the model says {self.numa}")
         if self.last_step is not None:
-            assert check_step(self.last_step) == []
+            require_none_broken(check_step(self.last_step))
 
     def teardown(self) -> None:
         if self.a is not None:  # the per-pfn definitions too, once per program
-            assert violated(self.state()) == []
+            require_none_broken(violated(self.state()), "at the end of the program")
 
 
 def test_boosted_watermark_keeps_liveness() -> None:
@@ -607,14 +817,53 @@ def test_boosted_watermark_keeps_liveness() -> None:
     assert a.zones[0].boost == 0
 
 
-def _with_profile(machine: type[RuleBasedStateMachine]) -> Any:
-    machine = hypothesis_profiles.seeded(machine)
-    case = machine.TestCase
-    case.settings = hypothesis_profiles.active()
-    return case
+def run_reporting_rule(machine: type[RuleBasedStateMachine], config: settings) -> None:
+    """Run ``machine`` with ``config`` (shrinking bounded by the profile); on a failure print
+    a line ``kmemspec-rule: <rule>`` and the example as far as Hypothesis shrank it, and
+    raise RuleBroken, so a ``make verify`` row can say which rule broke."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    try:
+        with hypothesis_profiles.bounded_shrinking():
+            run_state_machine_as_test(hypothesis_profiles.seeded(machine), settings=config)
+    except Exception as e:
+        rule = e.rule if isinstance(e, RuleBroken) else f"statemachine.{type(e).__name__}"
+        detail = str(e).removeprefix(f"{RULE_PREFIX} {rule}: ").splitlines()[0:1]
+        print(f"{RULE_PREFIX} {rule}")
+        print(f"  {detail[0] if detail else type(e).__name__}"[:2000])
+        print(f"  (the example below is shrunk for at most {hypothesis_profiles.shrink_seconds():g}"
+              " s; a Hypothesis warning about five minutes of shrinking means that bound)")
+        for note in getattr(e, "__notes__", []):
+            print(note)
+        if isinstance(e, RuleBroken):
+            raise
+        raise RuleBroken(rule, str(e)) from e
 
 
-TestPageAllocator = _with_profile(PageAllocatorMachine)
+def test_a_failure_names_its_rule_and_shows_the_example(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a seeded bug the run fails with RuleBroken, prints ``kmemspec-rule: <rule>`` at
+    the start of a line and the example, within the shrinking bound (3 s here), and leaves
+    Hypothesis's own shrinking limit as it was."""
+    from hypothesis.internal.conjecture import engine
+
+    monkeypatch.setenv(SEEDED_BUG_ENV, "cross-zone-merge")
+    monkeypatch.setenv("KMEMSPEC_SHRINK_SECONDS", "3")
+    limit = engine.MAX_SHRINKING_SECONDS
+    config = settings(hypothesis_profiles.active(), max_examples=100)
+    with pytest.raises(RuleBroken) as info:
+        run_reporting_rule(PageAllocatorMachine, config)
+    assert info.value.rule == "buddy.contiguity"
+    out = capsys.readouterr().out
+    assert f"\n{RULE_PREFIX} buddy.contiguity\n" in f"\n{out}"
+    assert "state.boot(machine=" in out
+    assert limit == engine.MAX_SHRINKING_SECONDS
+
+
+def test_page_allocator_state_machine() -> None:
+    """The state machine on every machine of MACHINES, with the selected profile; the
+    allocator is PageAllocator or the seeded bug of KMEMSPEC_SEEDED_BUG."""
+    run_reporting_rule(PageAllocatorMachine, hypothesis_profiles.active())
 
 
 # --- hypothesis-crosshair ------------------------------------------------------------------
