@@ -42,6 +42,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from proofs import conformance as cf
 from proofs import obligations as ob
 from proofs import slab as slab_ob
 from proofs import symbolic as sy
@@ -185,6 +186,7 @@ CHECKS: list[Check] = [
     *(_proof(f"induction.alloc.o{k}[N=32]", partial(sy.induction_alloc, k, LONG_MACHINE), 8,
              "induction", long_only=True) for k in range(4)),
     *(_mutant(m, 2) for m in MUTANTS),
+    Check("symbolic.conforms_to_impl", "conformance", cf.verify_row, 15, what=cf.WHAT),
     # kmalloc and SLUB (proofs/slab.py)
     *(_proof(name, fn, 10 if name == "kmalloc.alignment" else 3)
       for name, fn in slab_ob.OBLIGATIONS.items()),
@@ -202,8 +204,9 @@ def _extra_checks(long: bool) -> list[Check]:
         return []
     out = []
     for c in checks_extra.extra_checks(long=long):
-        kind = ("model-check" if "modelcheck" in c.name else "crosshair" if "crosshair" in c.name
-                else "hypothesis" if "hypothesis" in c.name else "test")
+        kind = getattr(c, "kind", "") or (
+            "model-check" if "modelcheck" in c.name else "crosshair" if "crosshair" in c.name
+            else "hypothesis" if "hypothesis" in c.name else "test")
 
         def run(lg: bool, c: Any = c) -> Any:
             return checks_extra.run_check(c)

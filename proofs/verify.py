@@ -9,8 +9,12 @@ Usage: ``python -m proofs.verify [--long] [--json PATH] [--only PATTERN] [--jobs
 
 The checks (proofs/registry.py) run on ``--jobs`` worker processes (default 2), the most
 expensive first, under a live progress display. The exit status is 0 only if every row is
-``proved`` or ``passed``: ``refuted``, ``unknown`` (timeout), ``vacuous``, ``failed`` and
-``timeout`` all fail the run.
+``proved`` or ``passed``: ``refuted``, ``unknown`` (a solver gave up, or an exhaustive check
+did not finish its stated bound within its budget), ``vacuous``, ``failed`` and ``timeout``
+all fail the run. Each row's detail is the check's final figures (for the model checker:
+states, transitions, depth, states per second, exhausted or not), or why it failed; on a
+terminal narrower than 150 columns or not on a terminal (a pipe, a CI log) the details are
+printed below the table at full length.
 """
 
 from __future__ import annotations
@@ -56,9 +60,13 @@ def _versions() -> dict[str, str]:
 
 
 def select(checks: list[Check], pattern: str | None) -> list[Check]:
-    """The checks whose name contains ``pattern`` (a glob if it has ``*?[``)."""
+    """The check named ``pattern``, else the checks whose name contains ``pattern`` (a glob
+    if it has ``*?[``)."""
     if not pattern:
         return checks
+    exact = [c for c in checks if c.name == pattern]
+    if exact:
+        return exact
     if any(ch in pattern for ch in "*?["):
         return [c for c in checks if fnmatch.fnmatch(c.name, pattern)]
     return [c for c in checks if pattern in c.name]
@@ -102,22 +110,53 @@ def run_all(checks: list[Check], long: bool, jobs: int, console: Console) -> lis
     return [r for i in range(len(checks)) for r in rows[i]]
 
 
-def table(rows: list[CheckResult], wall: float) -> Table:
+DETAIL_COLUMN_MIN_WIDTH = 150
+"""Narrower than this (or not a terminal: a pipe, a CI log) the details go below the table."""
+
+
+def _detail(r: CheckResult) -> str:
+    """What a row shows: everything for failures and seeded bugs, the first line otherwise
+    (the final figures of a bounded check)."""
+    return r.detail if not r.ok or r.kind in ("mutant", "seeded") else r.detail.split("\n")[0]
+
+
+def table(rows: list[CheckResult], wall: float, with_detail: bool = True) -> Table:
+    """The summary table; ``with_detail`` False leaves the detail column out (see render)."""
     t = Table(title="make verify", show_lines=False, expand=False)
     t.add_column("check", no_wrap=True)
-    t.add_column("kind")
-    t.add_column("result")
-    t.add_column("time", justify="right")
-    t.add_column("detail", overflow="fold", max_width=70)
+    t.add_column("kind", no_wrap=True)
+    t.add_column("result", no_wrap=True)
+    t.add_column("time", justify="right", no_wrap=True)
+    if with_detail:
+        t.add_column("detail", overflow="fold", min_width=40, max_width=100)
     for r in rows:
         st = STYLE.get(r.status, "")
-        detail = r.detail if not r.ok or r.kind == "mutant" else r.detail.split("\n")[0]
-        t.add_row(Text(r.name), r.kind, Text(r.status, style=st), f"{r.time:.2f}s",
-                  Text(detail))
+        cells: list[Text] = [Text(r.name), Text(r.kind), Text(r.status, style=st),
+                             Text(f"{r.time:.2f}s")]
+        t.add_row(*cells, *([Text(_detail(r))] if with_detail else []))
     ok = sum(r.ok for r in rows)
     t.caption = (f"{ok} of {len(rows)} rows ok, {len(rows) - ok} failed; "
                  f"wall {wall:.1f}s, check time {sum(r.time for r in rows):.1f}s")
     return t
+
+
+def render(rows: list[CheckResult], wall: float, console: Console) -> None:
+    """Print the table. On a wide terminal the details are a column; otherwise (a pipe, a CI
+    log, a narrow window) the table has no detail column and each row's detail follows it as
+    plain lines at full length, never folded one character per line."""
+    wide = console.is_terminal and console.width >= DETAIL_COLUMN_MIN_WIDTH
+    console.print(table(rows, wall, with_detail=wide))
+    if wide:
+        return
+    console.print("details:", highlight=False)
+    for r in rows:
+        d = _detail(r).strip()
+        if not d:
+            continue
+        first, *rest = d.splitlines()
+        console.print(Text(f"  {r.name} [{r.status}]: {first}"), soft_wrap=True, highlight=False)
+        for ln in rest:
+            console.print(Text(f"      {ln}"), soft_wrap=True, highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = run_all(checks, args.long, max(1, args.jobs), console)
     wall = time.perf_counter() - t0
-    console.print(table(rows, wall))
+    render(rows, wall, console)
     failed = [r for r in rows if not r.ok]
     counts: dict[str, int] = {}
     for r in rows:

@@ -1,17 +1,26 @@
-"""The explicit-state model checker (proofs/modelcheck.py): it explores the whole bounded
-space of the real allocator cleanly, and it catches each seeded bug with a shortest path."""
+"""The explicit-state model checker (proofs/modelcheck.py, proofs/mcstate.py): it explores the
+whole bounded space of the real allocator cleanly, its state capture is complete and exact,
+its key is as fine as the state, and it catches each seeded bug with a shortest path."""
 
 from __future__ import annotations
+
+import pickle
+import random
+from typing import Any
 
 import pytest
 
 from impl.abstraction import abstract
 from impl.page_alloc import PageAllocator
+from impl.watermarks import WMARK_HIGH, WMARK_LOW, WMARK_MIN
+from proofs import mcstate
 from proofs import modelcheck as mc
+from proofs.seeded_bugs import SEEDED_BUGS
 from spec.gfp import GFP_KERNEL
+from spec.state import MemState
 from tests import hypothesis_profiles
 
-SMALL = mc.Bounds(max_live=2, max_pagecache=1)
+SMALL = mc.Bounds(max_live=2, max_pagecache=1, per_pfn=True)
 
 
 def test_small_space_is_exhausted_cleanly() -> None:
@@ -45,26 +54,154 @@ def test_seeded_bug_is_caught_with_a_shortest_path(mutant: str, names: set[str],
     assert not res.exhausted
 
 
+def test_a_mutant_path_replays_cleanly_on_the_real_allocator() -> None:
+    """The seeded rows count a violation as the bug's only if the real allocator replays the
+    same path cleanly; the replay of the mutant itself breaks the same rule."""
+    machine = mc.default_machine()
+    res = mc.ModelChecker(machine, mc.Bounds(max_live=4, max_pagecache=2),
+                          mc.MUTANTS["steal-no-account"]).run()
+    assert res.violation is not None and len(res.violation.ops) == 4
+    assert mc.replay(machine, res.violation.ops) == "clean"
+    assert mc.replay(machine, res.violation.ops, mc.MUTANTS["steal-no-account"]) == (
+        "violates freelist.free_pages at step 4")
+    bogus = [mc.Op("free", pfn=8, order=3)]
+    assert mc.replay(machine, bogus).startswith("diverges at step 1")
+
+
 def test_the_real_allocator_passes_the_same_bounds_the_mutants_fail() -> None:
-    res = mc.ModelChecker(mc.default_machine(16), mc.Bounds(max_live=2, max_pagecache=1)).run()
+    res = mc.ModelChecker(mc.default_machine(16), SMALL).run()
     assert res.violation is None and res.exhausted
 
 
+def test_every_modelcheck_entry_of_the_catalogue_names_a_machine() -> None:
+    for bug in SEEDED_BUGS.values():
+        for where in bug.caught_by:
+            if where.startswith("modelcheck:"):
+                assert where.removeprefix("modelcheck:") in mc.MACHINES, (bug.name, where)
+
+
+# --- capture, restore, key -----------------------------------------------------------------
+
+def _walk(a: PageAllocator, steps: int, rng: random.Random, space: mc.OpSpace,
+          bounds: mc.Bounds) -> None:
+    """Apply ``steps`` random valid operations of the search to ``a``."""
+    for _ in range(steps):
+        ops = [o for o in mc.enabled_ops(a, bounds, space) if o.expect is None]
+        mc.apply_op(a, rng.choice(ops))
+        a.effects.clear()
+
+
+def _fields(a: PageAllocator) -> dict[str, Any]:
+    """Every state and stats field of ``a`` (dicts as sorted items, LRU in order)."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, dict):
+            return sorted(v.items())
+        if isinstance(v, (list, bytearray)):
+            return list(v)
+        return v
+
+    out: dict[str, Any] = {n: norm(getattr(a, n)) for n, r in mcstate.ALLOCATOR_FIELDS.items()
+                           if r in ("state", "stats") and n not in ("zones", "nodes")}
+    for z in a.zones:
+        out |= {f"zone{z.zid}.{n}": norm(getattr(z, n))
+                for n, r in mcstate.ZONE_FIELDS.items() if r in ("state", "stats")}
+    for nd in a.nodes:
+        out |= {f"node{nd.nid}.{n}": list(getattr(nd, n)) if n == "lru" else getattr(nd, n)
+                for n, r in mcstate.NODE_FIELDS.items() if r == "state"}
+    return out
+
+
+@pytest.mark.parametrize("machine", ["flat16", "zones-unaligned", "numa2"])
+def test_capture_restore_round_trip_is_exact(machine: str) -> None:
+    """Restoring a capture gives back exactly the allocator that was captured (compared with
+    a pickled copy, field by field), after the object has moved on to other states."""
+    spec = mc.MACHINES[machine]
+    rng = random.Random(7)
+    a = PageAllocator(spec.build())
+    bounds = mc.Bounds(max_live=4, max_pagecache=2)
+    for _ in range(12):
+        _walk(a, rng.randrange(1, 4), rng, spec.space, bounds)
+        cap = mcstate.capture(a)
+        copy = pickle.loads(pickle.dumps(a))
+        key = mcstate.state_key(a)
+        _walk(a, 3, rng, spec.space, bounds)
+        mcstate.restore(a, cap)
+        assert _fields(a) == _fields(copy)
+        assert mcstate.same(a, cap) and mcstate.same_stats(a, cap)
+        assert mcstate.state_key(a) == key
+        assert abstract(a) == abstract(copy)
+
+
+def test_every_field_of_the_allocator_is_classified() -> None:
+    """A field added to PageAllocator, Zone or NodeState later must be classified in
+    proofs/mcstate.py, or the search refuses to run (it could not capture it)."""
+    for build in (mc.default_machine, mc.zones_unaligned_machine, mc.numa2_machine):
+        assert mcstate.layout_problems(PageAllocator(build())) == []
+    for bug in SEEDED_BUGS.values():
+        assert mcstate.layout_problems(bug.cls(mc.default_machine())) == [], bug.name
+
+    class WithCache(PageAllocator):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.hot_cache: dict[int, int] = {}
+
+    problems = mcstate.layout_problems(WithCache(mc.default_machine()))
+    assert problems == ["PageAllocator.hot_cache is not classified in proofs/mcstate.py"]
+    with pytest.raises(mcstate.LayoutError):
+        mc.ModelChecker(mc.default_machine(), SMALL, WithCache).run()
+
+
+def test_a_write_to_a_constant_field_fails_the_run() -> None:
+    class LowersMin(PageAllocator):
+        def kswapd(self, nid: int) -> int:
+            self.zones[0].wmark[WMARK_MIN] = 0  # a "constant" the capture does not restore
+            return super().kswapd(nid)
+
+    res = mc.ModelChecker(mc.default_machine(8), mc.Bounds(max_live=1, max_pagecache=1),
+                          LowersMin).run()
+    assert res.violation is not None
+    assert res.violation.what == ["modelcheck.constant_changed"]
+
+
+def test_same_agrees_with_the_key() -> None:
+    """``same`` (the cheap comparison every transition makes) says "unchanged" exactly when
+    the key is unchanged."""
+    rng = random.Random(3)
+    spec = mc.MACHINES["numa2"]
+    bounds = mc.Bounds(max_live=3, max_pagecache=2)
+    a = PageAllocator(spec.build())
+    seen_change = seen_same = 0
+    for _ in range(150):
+        cap = mcstate.capture(a)
+        key = mcstate.state_key(a)
+        op = rng.choice(mc.enabled_ops(a, bounds, spec.space))
+        try:
+            mc.apply_op(a, op)
+        except mc.CheckFailure as f:  # pragma: no cover - would be a real finding
+            pytest.fail(f"{op.label()}: {f.what} {f.detail}")
+        a.effects.clear()
+        same = mcstate.same(a, cap)
+        assert same == (mcstate.state_key(a) == key), op.label()
+        seen_same += same
+        seen_change += not same
+        if rng.random() < 0.3:
+            mcstate.restore(a, cap)
+    assert seen_change > 20 and seen_same > 20
+
+
 def test_key_equality_means_equal_abstract_states() -> None:
-    """The concrete key is as fine as the abstract state: walk a small space and check that
-    equal keys never hide different abstract states (list order included)."""
+    """The key is as fine as the abstract state: walk a small space and check that equal keys
+    never hide different abstract states (list order included)."""
     seen: dict[object, object] = {}
     a0 = PageAllocator(mc.default_machine(8))
     frontier = [a0]
-    import pickle
-
     for _ in range(3):
         nxt = []
         for a in frontier:
             for op in mc.enabled_ops(a, SMALL):
                 b = pickle.loads(pickle.dumps(a))
                 try:
-                    mc.apply_op(b, mc.state_key(b), op)
+                    mc.apply_op(b, op)
                 except mc.CheckFailure as f:  # pragma: no cover - would be a real finding
                     pytest.fail(f"{op.label()}: {f.what} {f.detail}")
                 s = abstract(b)
@@ -101,7 +238,73 @@ def test_list_order_is_part_of_the_key() -> None:
     assert mc.state_key(a) != mc.state_key(b)
 
 
-def test_cli_prints_the_shortest_path_for_a_mutant(capsys: pytest.CaptureFixture[str]) -> None:
+def test_kswapd_awake_is_left_out_of_the_key_only_when_unobservable() -> None:
+    """Every mask the searches use wakes kswapd itself before sleeping, so whether kswapd is
+    awake cannot change what a later call does; a mask that may sleep without waking kswapd
+    (GFP_KERNEL & ~__GFP_KSWAPD_RECLAIM, as in GFP_TRANSHUGE) puts the flag back in the key."""
+    from spec.gfp import __GFP_KSWAPD_RECLAIM
+
+    for spec in mc.MACHINES.values():
+        assert not mcstate.awake_is_observable({s[2] for s in spec.space.alloc})
+    assert mcstate.awake_is_observable({GFP_KERNEL & ~__GFP_KSWAPD_RECLAIM})
+    a = PageAllocator(mc.default_machine())
+    a.nodes[0].kswapd_awake = True
+    b = PageAllocator(mc.default_machine())
+    assert mcstate.state_key(a, False) == mcstate.state_key(b, False)
+    assert mcstate.state_key(a) != mcstate.state_key(b)
+
+
+@pytest.mark.parametrize("machine", ["flat16", "numa2"])
+def test_leaving_kswapd_awake_out_reaches_the_same_states(machine: str) -> None:
+    """Empirically too: with the flag in the key the search reaches the same states (the
+    flag aside) and the same verdict, only more of them (within 6 operations of boot)."""
+    spec = mc.MACHINES[machine]
+    reached: dict[bool, set[object]] = {True: set(), False: set()}
+    results = {}
+    for with_flag in (True, False):
+        seen = reached[with_flag]
+
+        def note(a: PageAllocator, s: MemState, seen: set[object] = seen) -> None:
+            seen.add(mcstate.state_key(a, False))
+
+        results[with_flag] = mc.ModelChecker(
+            spec.build(), mc.Bounds(max_live=2, max_pagecache=1, depth=6), space=spec.space,
+            key_kswapd_awake=with_flag).run(on_state=note)
+    # BFS explores every path of up to 6 operations either way
+    assert reached[True] == reached[False]
+    assert results[True].violation is None and results[False].violation is None
+    assert results[True].states > results[False].states > 100
+
+
+# --- machines, budget, output ----------------------------------------------------------------
+
+def test_named_machines_have_the_shapes_their_bugs_need() -> None:
+    zu = PageAllocator(mc.zones_unaligned_machine())
+    dma, normal = zu.zones
+    assert dma.end == normal.start and normal.start % (1 << zu.max_order)
+    assert normal.start % (1 << zu.pageblock_order)
+    assert normal.wmark[WMARK_MIN] >= 8 and dma.lowmem_reserve[normal.idx] > 0
+    n2 = PageAllocator(mc.numa2_machine())
+    boundary = n2.nodes[1].zones[0].start
+    assert boundary == n2.nodes[0].zones[-1].end and boundary % (1 << n2.max_order)
+    assert n2.cpu_node == {0: 0, 1: 1}
+    for z in n2.zones:
+        if z.name == "Normal":
+            assert z.wmark[WMARK_MIN] >= 8
+            assert z.wmark[WMARK_LOW] - z.wmark[WMARK_MIN] >= 3
+            assert z.wmark[WMARK_HIGH] - z.wmark[WMARK_LOW] >= 3
+    assert n2.zones[0].lowmem_reserve[n2.zones[1].idx] > 0
+
+
+def test_a_budget_stops_the_search_not_exhausted() -> None:
+    res = mc.ModelChecker(mc.default_machine(), mc.Bounds(budget_s=0.0)).run()
+    assert not res.exhausted and res.violation is None
+    assert any("time budget" in n for n in res.notes)
+    assert "exhausted=no" in res.result_line()
+
+
+def test_cli_prints_the_shortest_path_and_a_result_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
     rc = mc.main(["--pages", "16", "--max-live", "2", "--max-pagecache", "1",
                   "--mutant", "no-merge-order1"])
     out = capsys.readouterr().out
@@ -109,13 +312,22 @@ def test_cli_prints_the_shortest_path_for_a_mutant(capsys: pytest.CaptureFixture
     assert "VIOLATION: freelist.fully_merged" in out
     assert "shortest path from boot (2 steps)" in out
     assert "free_pages_pfn(0x0, 1)" in out
+    assert out.rstrip().splitlines()[-1].startswith("RESULT machine=flat16 ")
+    assert "violation=freelist.fully_merged" in out
+
+
+def test_cli_exit_3_when_the_bound_is_not_exhausted(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = mc.main(["--machine", "numa2", "--max-states", "50", "--require-exhaustive"])
+    out = capsys.readouterr().out
+    assert rc == 3
+    assert "exhausted=no" in out.splitlines()[-1]
 
 
 @pytest.mark.slow
 @hypothesis_profiles.slow
 def test_default_run_is_exhaustive_clean_and_not_vacuous(
         capsys: pytest.CaptureFixture[str]) -> None:
-    rc = mc.main(["--require-witnesses"])
+    rc = mc.main(["--require-witnesses", "--require-exhaustive"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "frontier exhausted" in out

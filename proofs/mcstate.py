@@ -1,0 +1,237 @@
+"""The model checker's view of one allocator state: capture, restore, compare, key.
+
+The explicit-state model checker (proofs/modelcheck.py) explores the real
+:class:`impl.page_alloc.PageAllocator`. It keeps ONE allocator object and moves it from state
+to state: :func:`capture` copies every mutable field into plain data (dicts, lists, tuples,
+ints, bytes: what ``marshal`` stores, about 15 times faster than pickling the object graph),
+:func:`restore` writes such a capture back into the same object, :func:`same` tells whether an
+operation changed anything (comparing containers in C, without building a key), and
+:func:`state_key` gives the canonical hashable key the search deduplicates on.
+
+Which fields are state is written down here, field by field (:data:`ALLOCATOR_FIELDS`,
+:data:`ZONE_FIELDS`, :data:`NODE_FIELDS`): ``state`` (captured, restored and in the key),
+``stats`` (captured and restored, left out of the key: statistics and effects that no later
+call reads), ``const`` (set at boot, never written by an operation), ``cache`` (derived from
+constants only). :func:`check_layout` refuses an allocator with a field this table does not
+classify, so a field added to impl/ later cannot be silently left out of the search;
+:func:`constants_fingerprint` lets a run verify at its end that no ``const`` field changed.
+tests/test_modelcheck.py checks a capture/restore round trip against pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from impl.mmzone import NodeState, Zone
+from impl.page_alloc import PageAllocator
+from spec.context import Context
+from spec.gfp import __GFP_DIRECT_RECLAIM, __GFP_KSWAPD_RECLAIM
+
+Role = Literal["state", "stats", "const", "cache"]
+
+ALLOCATOR_FIELDS: dict[str, Role] = {
+    "allocated": "state", "refs": "state", "pageblock_flags": "state", "ctx": "state",
+    "zones": "state",  # the Zone objects are constant; their fields: ZONE_FIELDS
+    "nodes": "state",  # likewise: NODE_FIELDS
+    "_hit_zid": "stats",  # scratch: written before it is read, within one allocation
+    "effects": "stats", "access_cost": "stats", "accesses": "stats",
+    "machine": "const", "max_order": "const", "pageblock_order": "const", "page_offset": "const",
+    "cpu_node": "const", "distance": "const", "_zone_starts": "const", "max_pfn": "const",
+    "_node_order": "const", "_nofrag": "const",
+    "_zonelists": "cache", "_gfp_cache": "cache",
+}
+"""Every instance attribute of PageAllocator, classified."""
+
+ZONE_FIELDS: dict[str, Role] = {
+    "_buddy": "state", "_nxt": "state", "_prv": "state", "heads": "state", "tails": "state",
+    "counts": "state", "_lazy": "state", "_lazy_pages": "state", "free_pages": "state",
+    "boost": "state", "boosted": "state",
+    "numa_hit": "stats", "numa_miss": "stats", "numa_foreign": "stats", "numa_local": "stats",
+    "numa_other": "stats", "interleave_hit": "stats",
+    "cfg": "const", "end": "const", "idx": "const", "lowmem_reserve": "const",
+    "managed": "const", "max_order": "const", "name": "const", "nid": "const",
+    "present": "const", "spanned": "const", "start": "const", "wmark": "const", "zid": "const",
+}
+"""Every slot of impl.mmzone.Zone (struct zone), classified."""
+
+NODE_FIELDS: dict[str, Role] = {
+    "lru": "state", "kswapd_awake": "state",
+    "nid": "const", "cpus": "const", "zones": "const",
+}
+"""Every field of impl.mmzone.NodeState (struct pglist_data), classified."""
+
+
+class LayoutError(Exception):
+    """The allocator has a field the model checker does not know how to capture."""
+
+
+def _zone_slots(z: Zone) -> set[str]:
+    out: set[str] = set()
+    for cls in type(z).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        out.update((slots,) if isinstance(slots, str) else slots)
+    out.update(getattr(z, "__dict__", {}))
+    return out
+
+
+def layout_problems(a: PageAllocator) -> list[str]:
+    """Fields of ``a`` (and of its zones and nodes) missing from, or extra in, the tables."""
+    out = []
+    for what, have, table in (
+            ("PageAllocator", set(vars(a)), ALLOCATOR_FIELDS),
+            *(("Zone", _zone_slots(z), ZONE_FIELDS) for z in a.zones[:1]),
+            *(("NodeState", {f.name for f in dataclasses.fields(n)} | set(vars(n)), NODE_FIELDS)
+              for n in a.nodes[:1])):
+        out += [f"{what}.{n} is not classified in proofs/mcstate.py"
+                for n in sorted(have - set(table))]
+        out += [f"{what}.{n} is classified in proofs/mcstate.py but does not exist"
+                for n in sorted(set(table) - have)]
+    if type(a.zones[0]) is not Zone or type(a.nodes[0]) is not NodeState:
+        out.append("zones and nodes must be impl.mmzone.Zone and NodeState")
+    return out
+
+
+def check_layout(a: PageAllocator) -> None:
+    """Raise LayoutError unless every field of ``a`` is classified."""
+    bad = layout_problems(a)
+    if bad:
+        raise LayoutError("; ".join(bad))
+
+
+# --- capture and restore ------------------------------------------------------------------------
+
+Capture = tuple[Any, ...]
+"""Plain data: (zones, allocated, refs, pageblock_flags, nodes, ctx, stats)."""
+
+
+def capture(a: PageAllocator) -> Capture:
+    """Every ``state`` and ``stats`` field of ``a`` as plain data (copies)."""
+    return (
+        tuple((dict(z._buddy), dict(z._nxt), dict(z._prv), z.heads[:], z.tails[:],
+               z.counts[:], [r[:] for r in z._lazy], z._lazy_pages, z.free_pages, z.boost,
+               z.boosted) for z in a.zones),
+        dict(a.allocated), dict(a.refs), bytes(a.pageblock_flags),
+        tuple((dict(n.lru), n.kswapd_awake) for n in a.nodes),
+        tuple((c, [int(x) for x in st]) for c, st in a.ctx.items()),
+        (a._hit_zid, dict(a.access_cost), dict(a.accesses),
+         tuple((z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other,
+                z.interleave_hit) for z in a.zones)),
+    )
+
+
+def restore(a: PageAllocator, c: Capture) -> None:
+    """Write capture ``c`` back into ``a`` (fresh copies: ``c`` stays usable). Effects are
+    cleared."""
+    zones, allocated, refs, flags, nodes, ctx, stats = c
+    for z, (buddy, nxt, prv, heads, tails, counts, lazy, lazy_pages, free, boost,
+            boosted) in zip(a.zones, zones, strict=True):
+        z._buddy = dict(buddy)
+        z._nxt = dict(nxt)
+        z._prv = dict(prv)
+        z.heads = heads[:]
+        z.tails = tails[:]
+        z.counts = counts[:]
+        z._lazy = [r[:] for r in lazy]
+        z._lazy_pages = lazy_pages
+        z.free_pages = free
+        z.boost = boost
+        z.boosted = boosted
+    a.allocated = dict(allocated)
+    a.refs = dict(refs)
+    a.pageblock_flags = bytearray(flags)
+    for n, (lru, awake) in zip(a.nodes, nodes, strict=True):
+        n.lru = dict(lru)
+        n.kswapd_awake = awake
+    a.ctx = {cpu: [Context(x) for x in st] for cpu, st in ctx}
+    hit, cost, accesses, numa = stats
+    a._hit_zid = hit
+    a.access_cost = dict(cost)
+    a.accesses = dict(accesses)
+    for z, (h, m, f, lo, o, i) in zip(a.zones, numa, strict=True):
+        z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other = h, m, f, lo, o
+        z.interleave_hit = i
+    a.effects = []
+
+
+def same(a: PageAllocator, c: Capture) -> bool:
+    """Whether every ``state`` field of ``a`` equals capture ``c`` (stats not compared; the
+    kswapd_awake flags are compared: a kswapd run that only puts kswapd to sleep changes the
+    object, even when the search's key leaves the flag out)."""
+    zones, allocated, refs, flags, nodes, ctx, _stats = c
+    for z, (buddy, nxt, prv, heads, tails, counts, lazy, lazy_pages, free, boost,
+            boosted) in zip(a.zones, zones, strict=True):
+        if (z.free_pages != free or z.heads != heads or z._buddy != buddy or z._nxt != nxt
+                or z._prv != prv or z.tails != tails or z.counts != counts or z.boost != boost
+                or z.boosted != boosted or z._lazy != lazy or z._lazy_pages != lazy_pages):
+            return False
+    if a.allocated != allocated or a.refs != refs or a.pageblock_flags != flags:
+        return False
+    for n, (lru, awake) in zip(a.nodes, nodes, strict=True):
+        # LRU order matters (reclaim takes the oldest first): compare as sequences
+        if n.kswapd_awake != awake or list(n.lru) != list(lru):
+            return False
+    return all(a.ctx.get(cpu) == st for cpu, st in ctx)  # Context is an IntEnum
+
+
+def same_stats(a: PageAllocator, c: Capture) -> bool:
+    """Whether the NUMA counters and access costs of ``a`` equal those of capture ``c``."""
+    _hit, cost, accesses, numa = c[6]
+    return (a.access_cost == cost and a.accesses == accesses
+            and all((z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other,
+                     z.interleave_hit) == n for z, n in zip(a.zones, numa, strict=True)))
+
+
+# --- the key ------------------------------------------------------------------------------------
+
+StateKey = tuple[Any, ...]
+
+
+def state_key(a: PageAllocator, kswapd_awake: bool = True) -> StateKey:
+    """Canonical key of the ``state`` fields of ``a``: equal keys mean equal concrete states
+    (each dict as its sorted items, each list as a tuple, LRU in LRU order), hence equal
+    abstract states (impl.abstraction.abstract reads nothing else). Statistics and effects
+    (NUMA counters, access costs, the scratch _hit_zid) are left out: no later call reads
+    them, and the step properties read their changes, not their values.
+
+    ``kswapd_awake=False`` leaves out whether each node's kswapd is awake. That is exact only
+    for searches whose every blocking mask has __GFP_KSWAPD_RECLAIM (see
+    :func:`awake_is_observable`): the flag is read only by __alloc_pages_slowpath's reclaim
+    loop, which such a mask reaches after waking kswapd on every node of its zonelist
+    itself, and by wakeup_kswapd, for its ``kswapd_wake`` effect (impl/page_alloc.py,
+    impl/vmscan.py; mm/page_alloc.c wake_all_kswapds). It halves flat16's states."""
+    zs = []
+    for z in a.zones:
+        zs.append((tuple(z.heads), tuple(sorted(z._nxt.items())),
+                   tuple(sorted(z._prv.items())), tuple(sorted(z._buddy.items())),
+                   tuple(z.tails), tuple(z.counts), tuple(map(tuple, z._lazy)), z._lazy_pages,
+                   z.free_pages, z.boost, z.boosted))
+    return (
+        tuple(zs), tuple(sorted(a.allocated.items())), bytes(a.pageblock_flags),
+        tuple((tuple(n.lru), n.kswapd_awake and kswapd_awake) for n in a.nodes),
+        tuple(sorted(a.refs.items())),
+        tuple(tuple(st) for st in a.ctx.values()),
+    )
+
+
+def awake_is_observable(masks: Iterable[int]) -> bool:
+    """Whether a search calling the allocator with ``masks`` (and page-cache readahead,
+    which has __GFP_KSWAPD_RECLAIM) can observe kswapd_awake: some mask may enter direct
+    reclaim without waking kswapd first."""
+    return any(gfp & __GFP_DIRECT_RECLAIM and not gfp & __GFP_KSWAPD_RECLAIM for gfp in masks)
+
+
+def constants_fingerprint(a: PageAllocator) -> tuple[Any, ...]:
+    """The ``const`` fields of ``a`` (and of its zones and nodes), for an equality check at
+    the end of a run: the search assumes nobody writes them."""
+    return (
+        tuple(repr(getattr(a, n)) for n, r in sorted(ALLOCATOR_FIELDS.items())
+              if r == "const" and n != "machine"),
+        tuple(tuple(repr(getattr(z, n)) for n, r in sorted(ZONE_FIELDS.items()) if r == "const"
+                    and n != "cfg") for z in a.zones),
+        tuple(tuple(repr(getattr(nd, n)) for n, r in sorted(NODE_FIELDS.items())
+                    if r == "const" and n != "zones") for nd in a.nodes),
+        tuple(id(z) for z in a.zones), tuple(id(nd) for nd in a.nodes),
+        tuple(tuple(id(z) for z in nd.zones) for nd in a.nodes),
+    )
