@@ -296,8 +296,10 @@ def modelcheck_checks(long: bool = False) -> list[ExtraCheck]:
     return out
 
 
-def seeded_checks() -> list[ExtraCheck]:
-    """One row per (seeded bug, check that must catch it) of proofs/seeded_bugs.py."""
+def seeded_checks(long: bool = False) -> list[ExtraCheck]:
+    """One row per (seeded bug, check that must catch it) of proofs/seeded_bugs.py. The
+    state-machine rows (5-20 s each) run in ``make verify-long`` only: every bug also has a
+    model-checker row, and ``make verify`` must stay under 3 minutes on 2 cores."""
     from proofs.modelcheck import MACHINES
     from proofs.seeded_bugs import SEEDED_BUGS
 
@@ -315,6 +317,8 @@ def seeded_checks() -> list[ExtraCheck]:
                     f"catch: {bug.what}", argv, timeout_s=SEEDED_MODELCHECK_BUDGET + 60,
                     budget_s=5, parse="seeded-modelcheck", kind="seeded"))
             elif where == "statemachine":
+                if not long:
+                    continue
                 out.append(ExtraCheck(
                     f"seeded.{bug.name}[statemachine]", "the Hypothesis state machine (profile "
                     f"verify) must catch: {bug.what}",
@@ -335,6 +339,8 @@ def seeded_checks() -> list[ExtraCheck]:
 
 def extra_checks(long: bool = False) -> list[ExtraCheck]:
     """The checks of ``make verify`` (``long``: ``make verify-long``, bigger bounds)."""
+    from proofs.seeded_slab_bugs import SEEDED_SLAB_BUGS
+
     slow = {"KMEMSPEC_SLOW": "1"}
     verify = {**slow, "HYPOTHESIS_PROFILE": "verify"}
     ch_timeout = 10.0 if long else 1.5
@@ -345,7 +351,7 @@ def extra_checks(long: bool = False) -> list[ExtraCheck]:
             "small spaces, each seeded bug of flat16 with its shortest path",
             _pytest("tests/test_modelcheck.py", "-k", "not default_run"), budget_s=15,
             parse="pytest", kind="test"),
-        *seeded_checks(),
+        *seeded_checks(long),
         *(ExtraCheck(
             f"crosshair-contracts[{g}]", f"CrossHair PEP316 over proofs/contracts.py ({g}), "
             f"{ch_timeout:g} s per condition",
@@ -363,6 +369,21 @@ def extra_checks(long: bool = False) -> list[ExtraCheck]:
             _pytest("tests/test_state_machine.py", "-k", "not crosshair"), env=verify,
             budget_s=35, parse="statemachine", kind="hypothesis"),
         ExtraCheck(
+            "hypothesis-slab-statemachine", "Hypothesis state machine of slab caches and kmalloc "
+            "with page allocations (tests/test_slab_state_machine.py), profile "
+            f"{'verify' if long else 'quick'}",
+            _pytest("tests/test_slab_state_machine.py", "-k", "not seeded"),
+            env={**slow, "HYPOTHESIS_PROFILE": "verify" if long else "quick"},
+            budget_s=20, parse="statemachine", kind="hypothesis"),
+        *(ExtraCheck(
+            f"seeded.{b}[slab-statemachine]", "the slab state machine must catch: "
+            f"{SEEDED_SLAB_BUGS[b].what}",
+            _pytest("-x", "tests/test_slab_state_machine.py", "-k", "not seeded"),
+            env={**slow, "KMEMSPEC_SEEDED_SLAB_BUG": b, "HYPOTHESIS_PROFILE": "quick",
+                 "KMEMSPEC_SHRINK_SECONDS": STATEMACHINE_SHRINK_SECONDS},
+            timeout_s=SEEDED_STATEMACHINE_TIMEOUT, budget_s=20, parse="seeded-statemachine",
+            kind="seeded") for b in SEEDED_SLAB_BUGS),
+        ExtraCheck(
             "hypothesis-crosshair", "the reduced state machine under the hypothesis-crosshair "
             "backend (8 programs x 8 steps)",
             _pytest("tests/test_state_machine.py", "-k", "crosshair"), env=verify, budget_s=20,
@@ -373,8 +394,9 @@ def extra_checks(long: bool = False) -> list[ExtraCheck]:
 def run_check(check: ExtraCheck) -> ExtraResult:
     """Run ``check`` from the repository root; never raises for a failing check."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **check.env}
-    if "KMEMSPEC_SEEDED_BUG" not in check.env:
-        env.pop("KMEMSPEC_SEEDED_BUG", None)  # a seeded bug never leaks into a normal row
+    for var in ("KMEMSPEC_SEEDED_BUG", "KMEMSPEC_SEEDED_SLAB_BUG"):
+        if var not in check.env:
+            env.pop(var, None)  # a seeded bug never leaks into a normal row
     t0 = time.perf_counter()
     try:
         p = subprocess.run(check.argv, cwd=ROOT, env=env, capture_output=True, text=True,

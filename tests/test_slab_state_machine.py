@@ -259,8 +259,10 @@ class SlabMachine(RuleBasedStateMachine):
         if shrink:
             assert self.sa.kmem_cache_shrink(s) == 0 or any(
                 c == name for _, c in self.objs.values())
-        assert sum(nd.nr_slabs for nd in s.node) <= (
-            s.min_partial * len(s.node) + s.cpu_partial_slabs * len(s.cpu) + len(s.cpu))
+        kept = sum(nd.nr_slabs for nd in s.node)
+        bound = s.min_partial * len(s.node) + s.cpu_partial_slabs * len(s.cpu) + len(s.cpu)
+        assert kept <= bound, (f"slab.discard: {kept} slabs kept after freeing everything, at "
+                               f"most {bound} (min_partial per node, CPU partial, CPU slabs)")
 
     # --- pages alongside -------------------------------------------------------------------------
     @rule(order=st.integers(0, 3), gfp=st.sampled_from([GFP_KERNEL, GFP_ATOMIC]))
@@ -301,7 +303,7 @@ def _rule_of(e: BaseException) -> str:
     """The invariant or check a failure broke, from its message."""
     text = str(e)
     for name in ("slab.freelist_sound", "slab.geometry", "slab.one_place", "slab.inuse",
-                 "slab.node_counters", "slab.disjoint"):
+                 "slab.node_counters", "slab.disjoint", "slab.discard"):
         if name in text:
             return name
     if "overlap" in text:
