@@ -133,19 +133,7 @@ class Subject:
 
     def _alloc_pages(self, seq: int, msg: dict[str, Any], a: PageAllocator) -> dict[str, Any]:
         order = _int(msg, "order", nonneg=True)
-        gfp = parse_gfp(_str(msg, "gfp"), ignore_hex=True)
-        nid = _int(msg, "nid", NUMA_NO_NODE)
-        cpu = _int(msg, "cpu", 0)
-        ctx = Context.parse(_str(msg, "ctx", "process"))
-        if ctx.atomic:
-            # alloc_pages has no invalid requests: a blocking mask in atomic context is served
-            # as the same mask without __GFP_DIRECT_RECLAIM, so it never sleeps (the model
-            # itself would raise SleepInAtomicError). See docs/protocol.md.
-            gfp &= ~_DIRECT_RECLAIM
-        if cpu not in a.cpu_node:
-            raise BadRequestError(f"cpu {cpu} does not exist")
-        if nid != NUMA_NO_NODE and not 0 <= nid < len(a.nodes):
-            raise BadRequestError(f"node {nid} is not online")
+        gfp, nid, cpu, ctx = self._where(msg, a)
         pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
         effects = a.drain_effects()
         ans: dict[str, Any] = {"seq": seq, "pfn": pfn}
@@ -164,7 +152,10 @@ class Subject:
         return {"seq": seq, "ok": True}
 
     def _where(self, msg: dict[str, Any], a: PageAllocator) -> tuple[int, int, int, Context]:
-        """gfp (served without __GFP_DIRECT_RECLAIM in atomic context), nid, cpu, ctx."""
+        """gfp, nid, cpu and ctx of an allocation request. Allocations have no invalid
+        requests: a blocking mask in atomic context is served as the same mask without
+        __GFP_DIRECT_RECLAIM, so it never sleeps (the model itself would raise
+        SleepInAtomicError). See docs/protocol.md."""
         gfp = parse_gfp(_str(msg, "gfp"), ignore_hex=True)
         nid = _int(msg, "nid", NUMA_NO_NODE)
         cpu = _int(msg, "cpu", 0)
