@@ -134,15 +134,8 @@ class Subject:
     def _alloc_pages(self, seq: int, msg: dict[str, Any], a: PageAllocator) -> dict[str, Any]:
         order = _int(msg, "order", nonneg=True)
         gfp, nid, cpu, ctx = self._where(msg, a)
-        pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
-        effects = a.drain_effects()
-        ans: dict[str, Any] = {"seq": seq, "pfn": pfn}
-        if any(e.kind == "sleep" for e in effects):
-            ans["slept"] = True
-        if self.verbose:
-            for e in effects:
-                self._diag(f"seq {seq}: {e.kind} node {e.nid}: {e.detail}")
-        return ans
+        return self._alloc_answer(seq, "pfn", a.alloc_pages_node(nid, gfp, order, cpu=cpu,
+                                                                 ctx=ctx), a)
 
     def _free_pages(self, seq: int, msg: dict[str, Any], a: PageAllocator) -> dict[str, Any]:
         pfn = _int(msg, "pfn", nonneg=True)
@@ -168,9 +161,15 @@ class Subject:
             raise BadRequestError(f"node {nid} is not online")
         return gfp, nid, cpu, ctx
 
-    def _addr_answer(self, seq: int, addr: int | None, a: PageAllocator) -> dict[str, Any]:
+    def _alloc_answer(self, seq: int, key: str, result: int | None,
+                      a: PageAllocator) -> dict[str, Any]:
+        """An allocation's answer: ``pfn`` as an integer, ``addr`` as hex, null on failure,
+        ``slept`` when it entered direct reclaim; effects go to stderr with --verbose."""
         effects = a.drain_effects()
-        ans: dict[str, Any] = {"seq": seq, "addr": None if addr is None else hex(addr)}
+        value: int | str | None = result
+        if result is not None and key == "addr":
+            value = hex(result)
+        ans: dict[str, Any] = {"seq": seq, key: value}
         if any(e.kind == "sleep" for e in effects):
             ans["slept"] = True
         if self.verbose:
@@ -185,7 +184,7 @@ class Subject:
         if op == "kmalloc":
             size = _int(msg, "size", nonneg=True)
             gfp, nid, cpu, ctx = self._where(msg, a)
-            return self._addr_answer(seq, sa.kmalloc_node(size, gfp, nid, cpu=cpu, ctx=ctx), a)
+            return self._alloc_answer(seq, "addr", sa.kmalloc_node(size, gfp, nid, cpu=cpu, ctx=ctx), a)
         if op == "kfree":
             sa.kfree(_addr(msg, "addr"))
             a.drain_effects()
