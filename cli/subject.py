@@ -184,7 +184,8 @@ class Subject:
         if op == "kmalloc":
             size = _int(msg, "size", nonneg=True)
             gfp, nid, cpu, ctx = self._where(msg, a)
-            return self._alloc_answer(seq, "addr", sa.kmalloc_node(size, gfp, nid, cpu=cpu, ctx=ctx), a)
+            addr = sa.kmalloc_node(size, gfp, nid, cpu=cpu, ctx=ctx)
+            return self._alloc_answer(seq, "addr", addr, a)
         if op == "kfree":
             sa.kfree(_addr(msg, "addr"))
             a.drain_effects()
@@ -210,8 +211,8 @@ class Subject:
             raise BadRequestError(f"{op}: unknown cache {name!r}")
         if op == "kmem_cache_alloc":
             gfp, nid, cpu, ctx = self._where(msg, a)
-            return self._addr_answer(
-                seq, sa.kmem_cache_alloc_node(name, gfp, nid, cpu=cpu, ctx=ctx), a)
+            return self._alloc_answer(
+                seq, "addr", sa.kmem_cache_alloc_node(name, gfp, nid, cpu=cpu, ctx=ctx), a)
         if op == "kmem_cache_free":
             sa.kmem_cache_free(name, _addr(msg, "addr"))
         else:
