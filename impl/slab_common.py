@@ -73,6 +73,7 @@ from spec.slab import (
     SLAB_NEVER_MERGE,
     SLAB_NO_MERGE,
     SLAB_NO_OBJ_EXT,
+    SLAB_PANIC,
     SLAB_RECLAIM_ACCOUNT,
     SLAB_TYPESAFE_BY_RCU,
     ZERO_SIZE_PTR,
@@ -287,6 +288,10 @@ class SlabAllocator(Slub):
         """kmem_cache_create(name, size, align, flags, ctor): a new cache, or an existing
         compatible one with its refcount raised (cache merging). May sleep."""
         what = f"kmem_cache_create({name!r}, {size}, {align}, {format_slab_flags(flags)})"
+        if type(flags) is int and flags & SLAB_PANIC:
+            # __kmem_cache_create_args(): with SLAB_PANIC a failure is panic("%s: Failed to
+            # create slab '%s'. Error %d"); the model reports it as the same typed error
+            what = f"Kernel panic - {what}: Failed to create slab '{name}'"
         self.pages._check_cpu(cpu)
         if type(name) is not str or not name or " " in name:
             raise CacheArgsError(f"{what}: a cache needs a name without spaces")

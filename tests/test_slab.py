@@ -49,8 +49,10 @@ from spec.slab import (
     KMALLOC_MAX_SIZE,
     KMALLOC_NORMAL,
     KMALLOC_RECLAIM,
+    SLAB_CACHE_DMA32,
     SLAB_HWCACHE_ALIGN,
     SLAB_NO_MERGE,
+    SLAB_PANIC,
     SLAB_TYPESAFE_BY_RCU,
     ZERO_SIZE_PTR,
     kmalloc_align_spec,
@@ -410,3 +412,18 @@ def test_bad_input_is_a_typed_error_and_changes_nothing(
     assert type(info.value) is err
     assert str(info.value)
     assert sa.snapshot() == before
+
+
+def test_slab_panic_failures_say_the_kernel_would_panic() -> None:
+    sa = small()
+    before = sa.snapshot()
+    with pytest.raises(CacheArgsError, match=r"Kernel panic .*Failed to create slab 'p'"):
+        sa.kmem_cache_create("p", 0, 0, SLAB_PANIC)
+    assert sa.snapshot() == before
+    sa = SlabAllocator(PageAllocator(MachineConfig.default()))
+    s = sa.kmem_cache_create("p", 64, 0, SLAB_PANIC | SLAB_CACHE_DMA32)
+    assert s.allocflags & __GFP_DMA32
+    o = sa.kmem_cache_alloc(s, GFP_KERNEL)
+    assert o is not None  # SLAB_CACHE_DMA32: the slab's pages come from ZONE_DMA32 or below
+    slab, _ = sa.lookup_object(o)
+    assert sa.pages.zones[sa.pages.allocated[slab.pfn][1]].name in ("DMA", "DMA32")
