@@ -12,6 +12,7 @@ mode.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from impl.page_alloc import OWNER_PAGECACHE, PageAllocator, Zone
 from impl.watermarks import WMARK_HIGH, WMARK_LOW, WMARK_MIN
@@ -99,8 +100,21 @@ def facts(a: PageAllocator, zones: Iterable[Zone] | None = None) -> tuple[ZoneFa
 
 
 def _pagecache(a: PageAllocator) -> dict[int, int]:
-    """pfn -> zid of every page-cache page."""
+    """pfn -> zid of every page-cache page (by owner, so a bug that loses a page from an LRU
+    still shows)."""
     return {p: r[1] for p, r in a.allocated.items() if r[2] == OWNER_PAGECACHE}
+
+
+@lru_cache(maxsize=4096)
+def _mask_facts(gfp: int, order: int) -> tuple[int, bool, int]:
+    """gfp_zone, no_watermarks and gfp_to_alloc_flags of a (mask, order): pure functions of
+    the spec, evaluated once per pair (alloc_step runs on every model-checker transition)."""
+    return int(gfp_zone(gfp)), bool(no_watermarks(gfp)), int(gfp_to_alloc_flags(gfp, order))
+
+
+@lru_cache(maxsize=4096)
+def _min_adjusted(mark: int, alloc_flags: int) -> int:
+    return int(watermark_min_adjusted(mark, alloc_flags))
 
 
 def _numa(z: Zone) -> tuple[int, int, int, int, int]:
@@ -150,7 +164,7 @@ def alloc_step(a: PageAllocator, nid: int, gfp: int, order: int, *, cpu: int = 0
         ctx = a.context(cpu)
     cpu_nid = a.cpu_node[cpu]
     pref = cpu_nid if nid == NUMA_NO_NODE else nid
-    hz = int(gfp_zone(gfp))
+    hz, no_wmarks, alloc_flags = _mask_facts(gfp, order)
     slept = any(e.kind == "sleep" for e in effects)
     cache_after = _pagecache(a)
     reclaimed = tuple(sorted({(a.zones[zid].nid, a.zones[zid].idx)
@@ -160,14 +174,13 @@ def alloc_step(a: PageAllocator, nid: int, gfp: int, order: int, *, cpu: int = 0
     zl = PageAllocator.zonelist(a, pref, hz, bool(gfp & __GFP_THISNODE))
     numa = tuple(numa_delta(z.zid, z.nid, numa_before[z.zid], _numa(z)) for z in a.zones)
     rec = StepRecord("alloc_pages", gfp, int(ctx), order, -1, -1, slept, 0, 0,
-                     bool(no_watermarks(gfp)), -1, -1, pref, reclaimed=reclaimed,
+                     no_wmarks, -1, -1, pref, reclaimed=reclaimed,
                      pref_zid=zl[0].zid if zl else -1, cpu_nid=cpu_nid, numa=numa,
                      kswapd_runs=tuple(runs))
     if pfn is None:
         return None, rec._replace(zones=facts(a))
     z = a.zones[a.allocated[pfn][1]]
-    mark = int(watermark_min_adjusted(z.wmark[0], gfp_to_alloc_flags(gfp, order)))
-    mark += z.lowmem_reserve[hz]
+    mark = _min_adjusted(z.wmark[0], alloc_flags) + z.lowmem_reserve[hz]
     return pfn, rec._replace(pfn=pfn, zid=z.zid, free_after=z.free_pages, mark=mark,
                              zone_idx=z.idx, nid=z.nid)
 
