@@ -337,6 +337,28 @@ def seeded_checks(long: bool = False) -> list[ExtraCheck]:
     return out
 
 
+def slab_modelcheck_checks(long: bool = False) -> list[ExtraCheck]:
+    """proofs/modelcheck_slab.py: the clean run (its bound exhausted, every witness seen) and
+    one row per seeded slab bug of proofs/seeded_slab_bugs.py (caught, the real allocators
+    clean on the same path)."""
+    from proofs.modelcheck_slab import BUDGET_S, MUTANTS
+
+    budget = BUDGET_S * (4 if long else 1)
+    mc = (PY, "-m", "proofs.modelcheck_slab")
+    out = [ExtraCheck(
+        "modelcheck-slab[flat128]", "explicit-state BFS of SlabAllocator over PageAllocator "
+        "(kmalloc 8/96/2k/large, a dedicated cache, alloc_pages; valid and invalid calls in "
+        "process and hardirq context; slab, page and model invariants in every state)",
+        (*mc, "--require-witnesses", "--require-exhaustive", "--budget", f"{budget:g}"),
+        timeout_s=budget + 120, budget_s=budget / 4, parse="modelcheck", kind="model-check")]
+    out += [ExtraCheck(
+        f"seeded.{name}[modelcheck-slab]", "the slab model checker must catch seeded bug "
+        f"{name}", (*mc, "--mutant", name, "--budget", f"{SEEDED_MODELCHECK_BUDGET:g}"),
+        timeout_s=SEEDED_MODELCHECK_BUDGET + 60, budget_s=5, parse="seeded-modelcheck",
+        kind="seeded") for name in MUTANTS]
+    return out
+
+
 def extra_checks(long: bool = False) -> list[ExtraCheck]:
     """The checks of ``make verify`` (``long``: ``make verify-long``, bigger bounds)."""
     from proofs.seeded_slab_bugs import SEEDED_SLAB_BUGS
@@ -352,6 +374,7 @@ def extra_checks(long: bool = False) -> list[ExtraCheck]:
             _pytest("tests/test_modelcheck.py", "-k", "not default_run"), budget_s=15,
             parse="pytest", kind="test"),
         *seeded_checks(long),
+        *slab_modelcheck_checks(long),
         *(ExtraCheck(
             f"crosshair-contracts[{g}]", f"CrossHair PEP316 over proofs/contracts.py ({g}), "
             f"{ch_timeout:g} s per condition",
