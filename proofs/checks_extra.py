@@ -368,11 +368,11 @@ def extra_checks(long: bool = False) -> list[ExtraCheck]:
     ch_timeout = 10.0 if long else 1.5
     return [
         *modelcheck_checks(long),
-        ExtraCheck(
+        *([ExtraCheck(
             "modelcheck-unit", "the model checker's unit tests: snapshot round trip, key, "
             "small spaces, each seeded bug of flat16 with its shortest path",
             _pytest("tests/test_modelcheck.py", "-k", "not default_run"), budget_s=15,
-            parse="pytest", kind="test"),
+            parse="pytest", kind="test")] if long else []),
         *seeded_checks(long),
         *slab_modelcheck_checks(long),
         *(ExtraCheck(
@@ -405,7 +405,7 @@ def extra_checks(long: bool = False) -> list[ExtraCheck]:
             env={**slow, "KMEMSPEC_SEEDED_SLAB_BUG": b, "HYPOTHESIS_PROFILE": "quick",
                  "KMEMSPEC_SHRINK_SECONDS": STATEMACHINE_SHRINK_SECONDS},
             timeout_s=SEEDED_STATEMACHINE_TIMEOUT, budget_s=20, parse="seeded-statemachine",
-            kind="seeded") for b in SEEDED_SLAB_BUGS),
+            kind="seeded") for b in (SEEDED_SLAB_BUGS if long else ())),
         ExtraCheck(
             "hypothesis-crosshair", "the reduced state machine under the hypothesis-crosshair "
             "backend (8 programs x 8 steps)",
