@@ -909,6 +909,28 @@ def missing_witnesses(res: Result, bounds: Bounds, want: Sequence[str] | None = 
 
 # --- command line --------------------------------------------------------------------------
 
+def report_clean_run(res: Result, missing: list[str], *, require_witnesses: bool,
+                     require_exhaustive: bool) -> int:
+    """Print the coverage and the verdict of a run that found no violation; its exit code:
+    2 when a required vacuity witness never occurred, 3 when a required exhaustive search
+    stopped early (shared by the slab model checker)."""
+    rc = 0
+    print("coverage (transitions that exercised each behaviour):")
+    for what, count in sorted(res.coverage.items()):
+        print(f"  {count:9d}  {what}")
+    if missing:
+        print(f"{'FAIL' if require_witnesses else 'warning'}: never exercised: "
+              f"{', '.join(missing)}")
+        if require_witnesses:
+            rc = 2
+    if not res.exhausted and require_exhaustive and rc == 0:
+        print("FAIL: the bounded space was not exhausted: this run proves nothing about it")
+        rc = 3
+    if rc == 0:
+        print("no violation" + ("" if res.exhausted else " (bound NOT exhausted)"))
+    return rc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m proofs.modelcheck",
                                 description="Explicit-state model checking of the page allocator.")
@@ -984,20 +1006,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{replay(machine, res.violation.ops)}")
         rc = 1
     else:
-        print("coverage (transitions that exercised each behaviour):")
-        for what, count in sorted(res.coverage.items()):
-            print(f"  {count:9d}  {what}")
-        missing = missing_witnesses(res, bounds, spec.witnesses)
-        if missing:
-            print(f"{'FAIL' if args.require_witnesses else 'warning'}: never exercised: "
-                  f"{', '.join(missing)}")
-            if args.require_witnesses:
-                rc = 2
-        if not res.exhausted and args.require_exhaustive and rc == 0:
-            print("FAIL: the bounded space was not exhausted: this run proves nothing about it")
-            rc = 3
-        if rc == 0:
-            print("no violation" + ("" if res.exhausted else " (bound NOT exhausted)"))
+        rc = report_clean_run(res, missing_witnesses(res, bounds, spec.witnesses),
+                              require_witnesses=args.require_witnesses,
+                              require_exhaustive=args.require_exhaustive)
     print(res.result_line())
     return rc
 

@@ -121,6 +121,7 @@ from proofs.modelcheck import (
     Violation,
     apply_op,
     live_blocks,
+    report_clean_run,
 )
 from proofs.seeded_slab_bugs import SEEDED_SLAB_BUGS
 from spec.context import Context
@@ -786,20 +787,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{REPLAY}{verdict} (the real SlabAllocator over it)")
         rc = 1
     else:
-        print("coverage (transitions that exercised each behaviour):")
-        for what, count in sorted(res.coverage.items()):
-            print(f"  {count:9d}  {what}")
-        missing = missing_witnesses(res)
-        if missing:
-            print(f"{'FAIL' if args.require_witnesses else 'warning'}: never exercised: "
-                  f"{', '.join(missing)}")
-            if args.require_witnesses:
-                rc = 2
-        if not res.exhausted and args.require_exhaustive and rc == 0:
-            print("FAIL: the bounded space was not exhausted: this run proves nothing about it")
-            rc = 3
-        if rc == 0:
-            print("no violation" + ("" if res.exhausted else " (bound NOT exhausted)"))
+        rc = report_clean_run(res, missing_witnesses(res),
+                              require_witnesses=args.require_witnesses,
+                              require_exhaustive=args.require_exhaustive)
     print(res.result_line())
     return rc
 
