@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tools import capture_kernel
 from tools.capture_kernel import (
     CONFIGS,
     FILES,
@@ -25,7 +26,12 @@ def test_split_log_keeps_each_section_exactly() -> None:
         split_log("@@KCAP BEGIN trace@@\r\npartial")
 
 
-def test_initramfs_is_a_newc_archive_with_init_and_console(tmp_path: Path) -> None:
+def test_initramfs_is_a_newc_archive_with_init_and_console(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a stand-in for busybox-static, which a fresh machine need not have installed
+    fake = tmp_path / "busybox"
+    fake.write_bytes(b"\x7fELF" + bytes(1000))
+    monkeypatch.setattr(capture_kernel, "BUSYBOX", fake)
     cfg = CONFIGS["2node-2cpu-2g"]
     out = tmp_path / "initramfs.cpio"
     build_initramfs(cfg, out)
