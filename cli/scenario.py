@@ -33,9 +33,11 @@ from impl.page_alloc import PageAllocator
 from impl.slab_common import SlabAllocator
 from spec.context import Context, Effect
 from spec.errors import KmemError, ScenarioError
-from spec.gfp import GFP_KERNEL, format_gfp, parse_gfp
+from spec.gfp import __GFP_ZERO, GFP_KERNEL, format_gfp, parse_gfp
 from spec.layout import NUMA_NO_NODE
 from spec.slab import format_slab_flags, parse_slab_flags
+
+_GFP_ZERO = __GFP_ZERO  # no name mangling inside the class
 
 
 class Ref(NamedTuple):
@@ -85,6 +87,14 @@ OPS: dict[str, OpSpec] = {
     "kmalloc": OpSpec({"size": (INT, REQUIRED), "gfp": (GFP, GFP_KERNEL),
                        "nid": (INT, NUMA_NO_NODE), "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)},
                       binds=True, allocates=True),
+    "kzalloc": OpSpec({"size": (INT, REQUIRED), "gfp": (GFP, GFP_KERNEL),
+                       "nid": (INT, NUMA_NO_NODE), "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)},
+                      binds=True, allocates=True),
+    "kcalloc": OpSpec({"n": (INT, REQUIRED), "size": (INT, REQUIRED), "gfp": (GFP, GFP_KERNEL),
+                       "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)}, binds=True, allocates=True),
+    "krealloc": OpSpec({"addr": (INT, REQUIRED), "size": (INT, REQUIRED),
+                        "gfp": (GFP, GFP_KERNEL), "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)},
+                       binds=True, allocates=True),
     "kfree": OpSpec({"addr": (INT, REQUIRED), "cpu": (INT, 0)}),
     "ksize": OpSpec({"addr": (INT, REQUIRED)}),
     "kmem_cache_create": OpSpec({"name": (NAME, REQUIRED), "size": (INT, REQUIRED),
@@ -92,13 +102,17 @@ OPS: dict[str, OpSpec] = {
     "kmem_cache_alloc": OpSpec({"name": (NAME, REQUIRED), "gfp": (GFP, GFP_KERNEL),
                                 "nid": (INT, NUMA_NO_NODE), "cpu": (INT, 0),
                                 "ctx": (CTX, _CTX_CURRENT)}, binds=True, allocates=True),
+    "kmem_cache_zalloc": OpSpec({"name": (NAME, REQUIRED), "gfp": (GFP, GFP_KERNEL),
+                                 "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)},
+                                binds=True, allocates=True),
     "kmem_cache_free": OpSpec({"name": (NAME, REQUIRED), "addr": (INT, REQUIRED),
                                "cpu": (INT, 0)}),
     "kmem_cache_shrink": OpSpec({"name": (NAME, REQUIRED)}),
     "kmem_cache_destroy": OpSpec({"name": (NAME, REQUIRED)}),
 }
-SLAB_OPS = ("kmalloc", "kfree", "ksize", "kmem_cache_create", "kmem_cache_alloc",
-            "kmem_cache_free", "kmem_cache_shrink", "kmem_cache_destroy")
+SLAB_OPS = ("kmalloc", "kzalloc", "kcalloc", "krealloc", "kfree", "ksize",
+            "kmem_cache_create", "kmem_cache_alloc", "kmem_cache_zalloc", "kmem_cache_free",
+            "kmem_cache_shrink", "kmem_cache_destroy")
 
 EXPECTS = ("null", "error")
 _KSWAPD_RE = re.compile(r"reclaimed (\d+) pages")
@@ -455,13 +469,21 @@ class Runner:
     def _execute_slab(self, step: Step, args: dict[str, Any],
                       sa: SlabAllocator) -> tuple[str, dict[str, Any], bool]:
         op = step.op
-        if op in ("kmalloc", "kmem_cache_alloc"):
-            if op == "kmalloc":
-                addr = sa.kmalloc_node(args["size"], args["gfp"], args["nid"], cpu=args["cpu"],
-                                       ctx=args["ctx"])
+        if op in ("kmalloc", "kzalloc", "kcalloc", "krealloc", "kmem_cache_alloc",
+                  "kmem_cache_zalloc"):
+            cpu, ctx = args["cpu"], args["ctx"]
+            if op in ("kmalloc", "kzalloc"):
+                gfp = args["gfp"] | (_GFP_ZERO if op == "kzalloc" else 0)
+                addr = sa.kmalloc_node(args["size"], gfp, args["nid"], cpu=cpu, ctx=ctx)
+            elif op == "kcalloc":
+                addr = sa.kcalloc(args["n"], args["size"], args["gfp"], cpu=cpu, ctx=ctx)
+            elif op == "krealloc":
+                addr = sa.krealloc(args["addr"], args["size"], args["gfp"], cpu=cpu, ctx=ctx)
+            elif op == "kmem_cache_zalloc":
+                addr = sa.kmem_cache_zalloc(args["name"], args["gfp"], cpu=cpu, ctx=ctx)
             else:
                 addr = sa.kmem_cache_alloc_node(args["name"], args["gfp"], args["nid"],
-                                                cpu=args["cpu"], ctx=args["ctx"])
+                                                cpu=cpu, ctx=ctx)
             if step.bind:
                 self.handles[step.bind] = addr
             if addr is None:
