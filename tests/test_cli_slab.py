@@ -52,6 +52,10 @@ def test_slab_scenario_runs_and_prints_slabinfo() -> None:
     assert by_line[8]["from"] == "kmalloc-128" and by_line[9]["from"] == "kmalloc-cg-128"
     assert by_line[10]["zone"] == "DMA" and by_line[11]["node"] == 1
     assert any(e["kind"] == "slab_free" for e in by_line[26]["effects"])
+    kc = next(r for r in ops if r["op"] == "kcalloc")
+    kr = [r for r in ops if r["op"] == "krealloc"]
+    assert kr[0]["addr"] == kc["addr"] and kr[1]["addr"] != kc["addr"]  # fits, then moves
+    assert next(r for r in ops if r["op"] == "kzalloc")["from"] == "kmalloc-64"
     views = [r for r in recs if "view" in r]
     assert [v["view"] for v in views] == ["slabinfo"]
     assert "dentry_like" not in views[0]["text"]  # destroyed at the end
