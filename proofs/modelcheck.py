@@ -603,6 +603,38 @@ def _key_bytes(k: StateKey) -> bytes:
     return marshal.dumps(k, 2)
 
 
+@dataclass
+class Clock:
+    """The time budget and the periodic progress report of a BFS (shared by the page and the
+    slab model checkers): a search stopped by its budget says so in ``res.notes``, so it is
+    never reported as exhausted."""
+
+    res: Result
+    budget_s: float | None
+    progress: Callable[[Result], None] | None
+    t0: float
+    c0: float
+
+    def __post_init__(self) -> None:
+        self.next_report = self.t0 + 5
+        self.deadline = None if self.budget_s is None else self.t0 + self.budget_s
+
+    def out_of_time(self, frontier: int) -> bool:
+        """Call after each expanded state: True (with a note) once the budget is spent while
+        ``frontier`` states remain; reports progress every 5 s."""
+        now = time.perf_counter()
+        if self.deadline is not None and now > self.deadline and frontier:
+            self.res.notes.append(f"stopped at the time budget of {self.budget_s:g} s with "
+                                  f"{frontier} states in the frontier")
+            return True
+        if self.progress is not None and now > self.next_report:
+            self.res.seconds = now - self.t0
+            self.res.cpu_seconds = time.process_time() - self.c0
+            self.progress(self.res)
+            self.next_report += 5
+        return False
+
+
 class ModelChecker:
     """BFS over the states of one allocator class on one machine."""
 
@@ -677,8 +709,7 @@ class ModelChecker:
             return res
         frontier: deque[tuple[int, bytes, int]] = deque(
             [(0, marshal.dumps(mcstate.capture(a)), 0)])
-        next_report = t0 + 5
-        deadline = None if bounds.budget_s is None else t0 + bounds.budget_s
+        clock = Clock(res, bounds.budget_s, progress, t0, c0)
         cut = False
         restore = mcstate.restore
         while frontier:
@@ -735,16 +766,8 @@ class ModelChecker:
                     break
             if res.violation is not None:
                 break
-            now = time.perf_counter()
-            if deadline is not None and now > deadline and frontier:
-                res.notes.append(f"stopped at the time budget of {bounds.budget_s:g} s with "
-                                 f"{len(frontier)} states in the frontier")
+            if clock.out_of_time(len(frontier)):
                 break
-            if progress is not None and now > next_report:
-                res.seconds = now - t0
-                res.cpu_seconds = time.process_time() - c0
-                progress(res)
-                next_report += 5
         res.seconds = time.perf_counter() - t0
         res.cpu_seconds = time.process_time() - c0
         if res.violation is None and mcstate.constants_fingerprint(a) != consts:

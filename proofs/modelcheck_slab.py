@@ -116,6 +116,7 @@ from proofs.modelcheck import (
     Before,
     Bounds,
     CheckFailure,
+    Clock,
     Op,
     Result,
     Violation,
@@ -588,8 +589,7 @@ class SlabModelChecker:
             res.violation = Violation(_names(bad), [], "in the boot state: " + "; ".join(bad))
             return self._finish(res, t0, c0)
         frontier: deque[tuple[int, bytes, Model, int]] = deque([(0, pickle.dumps(sa), {}, 0)])
-        deadline = None if b.budget_s is None else t0 + b.budget_s
-        next_report = t0 + 5
+        clock = Clock(res, b.budget_s, progress, t0, c0)
         cut = False
         while frontier and res.violation is None:
             idx, blob, m0, depth = frontier.popleft()
@@ -656,16 +656,8 @@ class SlabModelChecker:
                     res.notes.append(f"stopped at max_states {b.max_states}")
                     frontier.clear()
                     break
-            now = time.perf_counter()
-            if deadline is not None and now > deadline and frontier:
-                res.notes.append(f"stopped at the time budget of {b.budget_s:g} s with "
-                                 f"{len(frontier)} states in the frontier")
+            if clock.out_of_time(len(frontier)):
                 break
-            if progress is not None and now > next_report:
-                res.seconds = now - t0
-                res.cpu_seconds = time.process_time() - c0
-                progress(res)
-                next_report += 5
         if res.violation is None and constants(sa) != consts:
             res.violation = Violation(["modelcheck.constant_changed"], [],
                                       "a field the key leaves out changed: the search is unsound")
