@@ -932,6 +932,27 @@ def missing_witnesses(res: Result, bounds: Bounds, want: Sequence[str] | None = 
 
 # --- command line --------------------------------------------------------------------------
 
+def print_outcome(res: Result, replay_line: Callable[[list[Op]], str] | None,
+                  missing: list[str], *, require_witnesses: bool,
+                  require_exhaustive: bool) -> int:
+    """Print a run's figures, notes and violation (with ``replay_line`` of its path, for a
+    seeded bug) or its clean verdict, then the RESULT line; the exit code (1 on a violation,
+    else as report_clean_run). Shared by the page and the slab model checkers."""
+    print(res.summary())
+    for note in res.notes:
+        print(f"note: {note}")
+    if res.violation is not None:
+        print(res.violation.render())
+        if replay_line is not None:
+            print(replay_line(res.violation.ops))
+        rc = 1
+    else:
+        rc = report_clean_run(res, missing, require_witnesses=require_witnesses,
+                              require_exhaustive=require_exhaustive)
+    print(res.result_line())
+    return rc
+
+
 def report_clean_run(res: Result, missing: list[str], *, require_witnesses: bool,
                      require_exhaustive: bool) -> int:
     """Print the coverage and the verdict of a run that found no violation; its exit code:
@@ -1018,22 +1039,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           "kswapd rules per kswapd run", flush=True)
     res = ModelChecker(machine, bounds, factory, spec.space, spec.name).run(
         progress=lambda r: print(f"  ... {r.summary()}", file=sys.stderr, flush=True))
-    print(res.summary())
-    for note in res.notes:
-        print(f"note: {note}")
-    rc = 0
-    if res.violation is not None:
-        print(res.violation.render())
-        if args.mutant:
-            print(f"the real PageAllocator on the same path: "
-                  f"{replay(machine, res.violation.ops)}")
-        rc = 1
-    else:
-        rc = report_clean_run(res, missing_witnesses(res, bounds, spec.witnesses),
-                              require_witnesses=args.require_witnesses,
-                              require_exhaustive=args.require_exhaustive)
-    print(res.result_line())
-    return rc
+    return print_outcome(
+        res, (lambda ops: f"the real PageAllocator on the same path: {replay(machine, ops)}")
+        if args.mutant else None, missing_witnesses(res, bounds, spec.witnesses),
+        require_witnesses=args.require_witnesses, require_exhaustive=args.require_exhaustive)
 
 
 if __name__ == "__main__":

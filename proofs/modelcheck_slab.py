@@ -122,7 +122,7 @@ from proofs.modelcheck import (
     Violation,
     apply_op,
     live_blocks,
-    report_clean_run,
+    print_outcome,
 )
 from proofs.seeded_slab_bugs import SEEDED_SLAB_BUGS
 from spec.context import Context
@@ -768,22 +768,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           "errors leave the snapshot unchanged, page step properties", flush=True)
     res = SlabModelChecker(machine, bounds, cls, sizes=sizes, page_orders=orders).run(
         progress=lambda r: print(f"  ... {r.summary()}", file=sys.stderr, flush=True))
-    print(res.summary())
-    for note in res.notes:
-        print(f"note: {note}")
-    rc = 0
-    if res.violation is not None:
-        print(res.violation.render())
-        if args.mutant:
-            verdict = replay(machine, res.violation.ops, sizes=sizes, page_orders=orders)
-            print(f"{REPLAY}{verdict} (the real SlabAllocator over it)")
-        rc = 1
-    else:
-        rc = report_clean_run(res, missing_witnesses(res),
-                              require_witnesses=args.require_witnesses,
-                              require_exhaustive=args.require_exhaustive)
-    print(res.result_line())
-    return rc
+    def replay_line(ops: list[Op]) -> str:
+        verdict = replay(machine, ops, sizes=sizes, page_orders=orders)
+        return f"{REPLAY}{verdict} (the real SlabAllocator over it)"
+
+    return print_outcome(res, replay_line if args.mutant else None, missing_witnesses(res),
+                         require_witnesses=args.require_witnesses,
+                         require_exhaustive=args.require_exhaustive)
 
 
 if __name__ == "__main__":
