@@ -24,8 +24,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check spec impl proofs tests cli benchmarks tools
-	$(BIN)/mypy --strict spec impl proofs tests cli benchmarks tools
+	$(BIN)/ruff check spec impl proofs tests cli benchmarks tools oracle tracecheck
+	$(BIN)/mypy --strict spec impl proofs tests cli benchmarks tools oracle tracecheck
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -1,0 +1,1 @@
+"""The reference oracle: judges an allocator speaking the subject protocol against the specification."""
