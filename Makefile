@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all verify verify-long test lint bench fuzz clean
+.PHONY: all verify verify-long test lint bench fuzz clean subjects
 
 all: verify
 
@@ -32,6 +32,10 @@ bench: $(STAMP)
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider tests/test_state_machine.py $(FUZZ_ARGS)
+
+# The example C subject and its broken variants (examples/subjects/README.md).
+subjects:
+	$(MAKE) -C examples/subjects OUT=$(CURDIR)/build/subjects
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -56,7 +56,8 @@ TARGET_COST_RATIO = 1.3
 TARGET_BARE_RATIO = 1 / 3  # real pairs/s over the bare-bones loop's
 
 SCALE_MACHINES = ("1gib", "1tib", "4tib", "16tib")
-SECTIONS = ("ratio", "throughput", "scale", "per_op", "sweep", "slab")
+SECTIONS = ("ratio", "throughput", "scale", "per_op", "sweep", "slab", "trace", "vmalloc",
+            "oracle")
 SWEEP_MACHINES = ("1gib", "16gib", "256gib", "1tib", "4tib", "16tib")
 PAIR_MACHINES = ("1gib", "1tib")
 
@@ -629,6 +630,74 @@ def bench_slab(console: Console, st: Settings, summary: list[SummaryRow]) -> dic
     return r
 
 
+# --- 6b. vmalloc (benchmarks/vmalloc.py) ----------------------------------------------------
+def bench_vmalloc(console: Console, st: Settings, summary: list[SummaryRow]) -> dict[str, Any]:
+    """vmalloc(64 KiB)+vfree pairs and vmalloc_to_pfn lookups per second beside a bare-bones
+    vmalloc, and the cost per pair with 10 vs 100,000 live areas (benchmarks/vmalloc.py)."""
+    from benchmarks import vmalloc
+
+    log(console, "vmalloc: vmalloc+vfree pairs and lookups vs a bare vmalloc, live areas")
+    r = vmalloc.run(quick=st.quick)
+    summary.append(SummaryRow(
+        "vmalloc(64 KiB)+vfree pairs/s (64 live areas)", f"{r['vmalloc_pairs_per_s']:,.0f} "
+        f"({r['vmalloc_ratio']:.3f} of bare {r['bare_vmalloc_pairs_per_s']:,.0f})",
+        f">= {vmalloc.TARGET_PAIRS:,}",
+        "PASS" if r["vmalloc_pairs_per_s"] >= vmalloc.TARGET_PAIRS else "MISS"))
+    summary.append(SummaryRow(
+        "vmalloc_to_pfn lookups/s", f"{r['vmalloc_to_pfn_per_s']:,.0f} "
+        f"({r['lookup_ratio']:.3f} of bare {r['bare_lookups_per_s']:,.0f})",
+        f">= {vmalloc.TARGET_LOOKUPS:,}",
+        "PASS" if r["vmalloc_to_pfn_per_s"] >= vmalloc.TARGET_LOOKUPS else "MISS"))
+    hi = max(int(k.rsplit("_", 2)[1]) for k in r if k.startswith("ns_per_pair_"))
+    summary.append(SummaryRow(
+        f"cost per vmalloc pair, {hi:,} vs 10 live areas",
+        f"{r[f'ns_per_pair_{hi}_live']:,.0f} vs {r['ns_per_pair_10_live']:,.0f} ns "
+        f"({r['ratio_live']:.2f}x)", "flat", "info"))
+    return r
+
+
+# --- 7. the trace checker (benchmarks/trace.py) ---------------------------------------------------
+def bench_trace(console: Console, st: Settings, summary: list[SummaryRow]) -> dict[str, Any]:
+    """kmemspec check-trace on model-made traces of two lengths: events/s, peak memory."""
+    from benchmarks import trace
+
+    log(console, "trace: kmemspec check-trace on generated traces (whole command)")
+    r = trace.run(quick=st.quick)
+    for n, v in r["lengths"].items():
+        summary.append(SummaryRow(
+            f"check-trace events/s, {int(n):,} events (wall / CPU)",
+            f"{v['events_per_s_wall']:,.0f} / {v['events_per_s_cpu']:,.0f}, peak RSS "
+            f"{v['maxrss_mb']:.0f} MB", f">= {trace.TARGET_EVENTS_PER_S:,}",
+            "PASS" if v["events_per_s_cpu"] >= trace.TARGET_EVENTS_PER_S else "MISS"))
+    return r
+
+
+# --- 8. the oracle (benchmarks/oracle.py) -------------------------------------------------------
+def bench_oracle(console: Console, st: Settings, summary: list[SummaryRow]) -> dict[str, Any]:
+    """Checked requests/s in-process and through pipes; time to shrink a late violation."""
+    from benchmarks import oracle
+
+    log(console, "oracle: checked requests/s (in-process, subprocess), shrinking a violation")
+    r = oracle.run(quick=st.quick)
+    summary.append(SummaryRow(
+        "oracle in-process checked requests/s (wall / CPU; oracle alone)",
+        f"{r['inprocess_per_s_wall']:,.0f} / {r['inprocess_per_s_cpu']:,.0f}; "
+        f"{r['inprocess_oracle_only_per_s']:,.0f}", f">= {oracle.TARGET_INPROCESS:,}",
+        "PASS" if r["inprocess_per_s_cpu"] >= oracle.TARGET_INPROCESS else "MISS"))
+    summary.append(SummaryRow(
+        f"oracle subprocess checked requests/s, {r['subject']} (wall / CPU)",
+        f"{r['subprocess_per_s_wall']:,.0f} / {r['subprocess_per_s_cpu']:,.0f} (pipes alone "
+        f"{r['transport_only_per_s']:,.0f})", f">= {oracle.TARGET_SUBPROCESS:,}",
+        "PASS" if r["subprocess_per_s_wall"] >= oracle.TARGET_SUBPROCESS else "MISS"))
+    m = r["shrink_median"]
+    summary.append(SummaryRow(
+        f"oracle: shrink a violation found after {m['found_after_requests']:,.0f} requests",
+        f"{m['total_shrink_seconds']:.1f} s to {m['ddmin_length']:.0f} requests (from "
+        f"{m['first_length']:.0f})", f"< {oracle.TARGET_SHRINK_S:.0f} s",
+        "PASS" if m["total_shrink_seconds"] < oracle.TARGET_SHRINK_S else "MISS"))
+    return r
+
+
 def print_summary(console: Console, summary: list[SummaryRow], wall_s: float) -> None:
     table = Table(title=f"Summary (wall time {wall_s:.1f} s; timings are reported, not asserted)")
     for col in ("figure", "measured", "target", "status"):
@@ -660,7 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary: list[SummaryRow] = []
     results: dict[str, Any] = {}
     sections = {"ratio": bench_ratio, "throughput": bench_throughput, "scale": bench_scale,
-                "per_op": bench_per_op, "sweep": bench_sweep, "slab": bench_slab}
+                "per_op": bench_per_op, "sweep": bench_sweep, "slab": bench_slab,
+                "trace": bench_trace, "vmalloc": bench_vmalloc, "oracle": bench_oracle}
     try:
         for name, fn in sections.items():
             if not args.only or name in args.only:

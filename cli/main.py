@@ -21,16 +21,21 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cli.check_trace import add_parser as add_check_trace_parser
+from cli.oracle import add_parser as add_oracle_parser
 from cli.scenario import OPS, Outcome, Runner, parse_scenario, run_steps
 from cli.subject import run_subject
 from impl.machine import MachineConfig
 from impl.page_alloc import PageAllocator
 from impl.slab_common import SlabAllocator, slabtop
 from impl.views import VIEW_PATHS, VIEWS
+from impl.vmalloc import Vmalloc
 from spec.errors import KmemError, ScenarioError
 
 DEFAULT_RUN_VIEWS = ("buddyinfo", "numastat")
 SLAB_VIEWS = {"slabinfo": "/proc/slabinfo", "slabtop": "slabtop --once"}
+VM_VIEWS = {"vmallocinfo": "/proc/vmallocinfo",
+            "meminfo-vmalloc": "/proc/meminfo (the vmalloc lines)"}
 
 
 class CliError(KmemError, ValueError):
@@ -70,8 +75,9 @@ def scenario_machine(text: str, path: Path) -> str | None:
 
 
 def check_view(name: str) -> str:
-    if name not in VIEWS and name not in SLAB_VIEWS:
-        raise CliError(f"unknown view {name!r} (views: {', '.join([*VIEWS, *SLAB_VIEWS])})")
+    if name not in VIEWS and name not in SLAB_VIEWS and name not in VM_VIEWS:
+        raise CliError(f"unknown view {name!r} (views: "
+                       f"{', '.join([*VIEWS, *SLAB_VIEWS, *VM_VIEWS])})")
     return name
 
 
@@ -93,6 +99,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     a = boot(args.machine, args.cpus)
     if view in SLAB_VIEWS:
         sys.stdout.write(slab_view(view, SlabAllocator(a, slabinfo=slabinfo_of(args, a))))
+    elif view in VM_VIEWS:
+        v = Vmalloc(a)
+        sys.stdout.write(v.vmallocinfo() if view == "vmallocinfo" else v.meminfo())
     else:
         sys.stdout.write(VIEWS[view](a))
     return 0
@@ -124,10 +133,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_steps(a, steps, emit, runner=runner)
     if runner.sa is not None and "slabinfo" not in views:
         views.append("slabinfo")  # a run that used the slab allocator shows its caches
+    if runner.vm is not None and "vmallocinfo" not in views:
+        views.append("vmallocinfo")  # and one that used vmalloc its areas
     if any(v in SLAB_VIEWS for v in views):
         sa = runner.slab()
 
     def text_of(v: str) -> str:
+        if v in VM_VIEWS:
+            vm = runner.vmalloc()
+            return vm.vmallocinfo() if v == "vmallocinfo" else vm.meminfo()
         return slab_view(v, sa) if v in SLAB_VIEWS else VIEWS[v](a)
 
     if args.json:
@@ -138,7 +152,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for v in views:
             sys.stdout.write("\n")
             if v != "numastat":  # that view heads each node's file itself
-                sys.stdout.write(f"==> {VIEW_PATHS.get(v) or SLAB_VIEWS[v]} <==\n")
+                sys.stdout.write(f"==> {VIEW_PATHS.get(v) or SLAB_VIEWS.get(v) or VM_VIEWS[v]}"
+                                 " <==\n")
             sys.stdout.write(text_of(v))
         sys.stdout.write("\n")
         sys.stdout.flush()
@@ -173,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "name and size, so the model starts out like that machine")
 
     sp = sub.add_parser("show", help="print a /proc or sysfs view of a freshly booted machine")
-    sp.add_argument("view", metavar="VIEW", help=f"one of: {', '.join(VIEWS)}")
+    sp.add_argument("view", metavar="VIEW", help=f"one of: {', '.join([*VIEWS, *VM_VIEWS])}")
     machine_opts(sp)
     sp.set_defaults(func=cmd_show)
 
@@ -202,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--verbose", "-v", action="store_true",
                     help="log watermarks and every effect to stderr")
     sp.set_defaults(func=cmd_subject)
+    add_oracle_parser(sub)  # kmemspec oracle --subject COMMAND (cli/oracle.py)
+    add_check_trace_parser(sub)  # kmemspec check-trace FILE... (cli/check_trace.py)
     return p
 
 

@@ -29,8 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from cli.scenario_mm import execute_mm, mm_ops
+from cli.vmalloc_ops import VM_OPS, execute_vm
 from impl.page_alloc import PageAllocator
 from impl.slab_common import SlabAllocator
+from impl.vmalloc import Vmalloc
 from spec.context import Context, Effect
 from spec.errors import KmemError, ScenarioError
 from spec.gfp import __GFP_ZERO, GFP_KERNEL, format_gfp, parse_gfp
@@ -109,7 +112,19 @@ OPS: dict[str, OpSpec] = {
                                "cpu": (INT, 0)}),
     "kmem_cache_shrink": OpSpec({"name": (NAME, REQUIRED)}),
     "kmem_cache_destroy": OpSpec({"name": (NAME, REQUIRED)}),
+    # vmalloc (the protocol's vmalloc and vfree requests, and the model's extras)
+    "vmalloc": OpSpec({"size": (INT, REQUIRED), "gfp": (GFP, GFP_KERNEL),
+                       "nid": (INT, NUMA_NO_NODE), "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)},
+                      binds=True, allocates=True),
+    "vzalloc": OpSpec({"size": (INT, REQUIRED), "gfp": (GFP, GFP_KERNEL),
+                       "nid": (INT, NUMA_NO_NODE), "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)},
+                      binds=True, allocates=True),
+    "vfree": OpSpec({"addr": (INT, REQUIRED), "cpu": (INT, 0), "ctx": (CTX, _CTX_CURRENT)}),
+    "vmalloc_to_pfn": OpSpec({"addr": (INT, REQUIRED)}, binds=True),
+    "purge_vmap": OpSpec({}),
 }
+MM_OPS = mm_ops(OpSpec, INT, GFP, NAME, REQUIRED)  # processes: cli/scenario_mm.py
+OPS.update(MM_OPS)
 SLAB_OPS = ("kmalloc", "kzalloc", "kcalloc", "krealloc", "kfree", "ksize",
             "kmem_cache_create", "kmem_cache_alloc", "kmem_cache_zalloc", "kmem_cache_free",
             "kmem_cache_shrink", "kmem_cache_destroy")
@@ -384,12 +399,19 @@ class Runner:
         self.summary = Summary()
         self.slabinfo = slabinfo
         self.sa: SlabAllocator | None = None  # booted by the first slab operation
+        self.vm: Vmalloc | None = None  # booted by the first vmalloc operation
 
     def slab(self) -> SlabAllocator:
         """The slab allocator over this run's page allocator (booted on first use)."""
         if self.sa is None:
             self.sa = SlabAllocator(self.a, slabinfo=self.slabinfo)
         return self.sa
+
+    def vmalloc(self) -> Vmalloc:
+        """vmalloc over this run's page allocator (booted on first use)."""
+        if self.vm is None:
+            self.vm = Vmalloc(self.a)
+        return self.vm
 
     def _resolve(self, step: Step) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -460,6 +482,13 @@ class Runner:
             return f"{n} pages reclaimed", {"reclaimed": n}, False
         if op in SLAB_OPS:
             return self._execute_slab(step, args, self.slab())
+        if op in VM_OPS:
+            text, rec, null, handle = execute_vm(self.vmalloc(), op, args)
+            if step.bind:
+                self.handles[step.bind] = handle
+            return text, rec, null
+        if op in MM_OPS:
+            return execute_mm(self, step, args)
         if op in ("enter", "exit"):
             getattr(a, op)(args["ctx"], args["cpu"])
             now = a.context(args["cpu"]).name.lower()

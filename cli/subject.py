@@ -1,5 +1,5 @@
 """The reference subject: the model speaking the subject protocol (version 1, features
-``pages``, ``kmalloc`` and ``slab``).
+``pages``, ``kmalloc``, ``slab`` and ``vmalloc``).
 
 JSON Lines on stdin/stdout, as ../shared/design/oracle-protocol.md and docs/protocol.md
 describe. Only answers go to stdout: while serving, ``sys.stdout`` points at stderr so that a
@@ -16,17 +16,19 @@ from typing import Any, TextIO
 from impl.machine import MachineConfig
 from impl.page_alloc import PageAllocator
 from impl.slab_common import SlabAllocator
+from impl.vmalloc import Vmalloc
 from spec.context import Context
-from spec.errors import KmemError
-from spec.gfp import __GFP_DIRECT_RECLAIM, parse_gfp
+from spec.errors import KmemError, SlabError, SleepInAtomicError
+from spec.gfp import __GFP_DIRECT_RECLAIM, format_gfp, parse_gfp
 from spec.layout import NUMA_NO_NODE, PAGE_SIZE
-from spec.slab import SLAB_NO_MERGE
+from spec.slab import SLAB_NO_MERGE, ZERO_SIZE_PTR
 
 PROTOCOL_VERSION = 1
-FEATURES = ["pages", "kmalloc", "slab"]
+FEATURES = ["pages", "kmalloc", "slab", "vmalloc"]
 SLAB_OPS = ("kmalloc", "kfree", "kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free",
             "kmem_cache_destroy")
-OTHER_FEATURE_OPS = ("vmalloc", "vfree")
+VMALLOC_OPS = ("vmalloc", "vfree")
+OTHER_FEATURE_OPS: tuple[str, ...] = ()
 _DIRECT_RECLAIM = __GFP_DIRECT_RECLAIM  # no name mangling inside the class
 
 
@@ -79,6 +81,8 @@ class Subject:
         self.log = log if log is not None else sys.stderr
         self.a: PageAllocator | None = None
         self.sa: SlabAllocator | None = None  # booted at the first kmalloc/slab request
+        self._boot_failed_free: int | None = None  # nr_free_pages when a slab boot failed
+        self.vm: Vmalloc | None = None  # booted at the first vmalloc/vfree request
 
     def _diag(self, text: str) -> None:
         print(f"kmemspec subject: {text}", file=self.log, flush=True)
@@ -104,9 +108,16 @@ class Subject:
             if op in SLAB_OPS:
                 if self.a is None:
                     raise BadRequestError(f"{op} before hello")
-                if self.sa is None:  # pages-only sessions keep no slab pages (liveness)
-                    self.sa = SlabAllocator(self.a)
-                return self._slab_op(seq, op, msg, self.sa), False
+                sa = self._slab(self.a)
+                if sa is None:
+                    return self._no_slab(seq, op, msg), False
+                return self._slab_op(seq, op, msg, sa), False
+            if op in VMALLOC_OPS:
+                if self.a is None:
+                    raise BadRequestError(f"{op} before hello")
+                if self.vm is None:  # pages-only sessions keep no page tables (liveness)
+                    self.vm = Vmalloc(self.a)
+                return self._vmalloc_op(seq, op, msg, self.vm), False
             if op in OTHER_FEATURE_OPS:
                 raise BadRequestError(f"op {op!r} is not implemented "
                                       f"(features: {', '.join(FEATURES)})")
@@ -115,6 +126,40 @@ class Subject:
             if self.a is not None:
                 self.a.drain_effects()
             return {"seq": seq, "error": str(e).replace("\n", " ")}, False
+
+    def _slab(self, a: PageAllocator) -> SlabAllocator | None:
+        """The slab allocator, booted at the first slab request (pages-only sessions keep no
+        slab pages: the liveness rule). Booting needs pages for the kmalloc caches'
+        ``kmem_cache``/``kmem_cache_node`` objects; when memory is exhausted it fails, the
+        pages it took go back, and it is retried once more pages are free (docs/protocol.md)."""
+        if self.sa is not None:
+            return self.sa
+        if self._boot_failed_free is not None and a.nr_free_pages() <= self._boot_failed_free:
+            return None
+        before = set(a.allocated)
+        try:
+            self.sa = SlabAllocator(a)
+        except SlabError:
+            for pfn in [p for p in a.allocated if p not in before]:
+                a.free_pages_pfn(pfn, a.allocated[pfn][0])
+            a.drain_effects()
+            self._boot_failed_free = a.nr_free_pages()
+            return None
+        return self.sa
+
+    def _no_slab(self, seq: int, op: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """A slab request while the slab allocator cannot boot for want of memory: allocations
+        fail (null); kmem_cache_create is the kernel's -ENOMEM; there is nothing to free."""
+        if op in ("kmalloc", "kmem_cache_alloc"):
+            return {"seq": seq, "addr": None}
+        if op == "kmem_cache_create":
+            return {"seq": seq, "error": "ENOMEM: kmem_cache_create: out of memory "
+                                         "(the slab allocator could not boot)"}
+        if op == "kfree":
+            if _addr(msg, "addr") in (0, ZERO_SIZE_PTR):
+                return {"seq": seq, "ok": True}
+            return {"seq": seq, "error": "kfree: not a live object (no slab allocator yet)"}
+        return {"seq": seq, "error": f"{op}: unknown cache (no slab allocator yet)"}
 
     def _hello(self, seq: int, msg: dict[str, Any]) -> dict[str, Any]:
         if self.a is not None:
@@ -219,6 +264,32 @@ class Subject:
             sa.kmem_cache_destroy(name)
         a.drain_effects()
         return {"seq": seq, "ok": True}
+
+    def _vmalloc_op(self, seq: int, op: str, msg: dict[str, Any], v: Vmalloc) -> dict[str, Any]:
+        """vmalloc {size, gfp, cpu, ctx} -> {addr, pfns} or {addr: null}; vfree {addr} -> ok
+        (docs/protocol.md, section vmalloc). Atomic context is an error (vmalloc sleeps in
+        its page-table allocations); size 0 is null in any context (WARN_ON_ONCE(!size)
+        comes first in __vmalloc_node_range)."""
+        a = v.pages
+        if op == "vfree":
+            v.vfree(_addr(msg, "addr"))
+            a.drain_effects()
+            return {"seq": seq, "ok": True}
+        size = _int(msg, "size", nonneg=True)
+        gfp = parse_gfp(_str(msg, "gfp"), ignore_hex=True)
+        cpu = _int(msg, "cpu", 0)
+        ctx = Context.parse(_str(msg, "ctx", "process"))
+        if cpu not in a.cpu_node:
+            raise BadRequestError(f"cpu {cpu} does not exist")
+        if size and ctx.atomic:
+            raise SleepInAtomicError(
+                f"BUG: sleeping function called from invalid context: vmalloc({size}, "
+                f"{format_gfp(gfp)}) in atomic context on cpu {cpu}")
+        addr = v.vmalloc(size, gfp=gfp, cpu=cpu, ctx=ctx)
+        ans = self._alloc_answer(seq, "addr", addr, a)
+        if addr is not None:
+            ans["pfns"] = list(v.busy[addr].pages)
+        return ans
 
     def serve(self, inp: TextIO, out: TextIO) -> int:
         """Answer requests until ``bye`` (exit 0) or end of input (exit 0, noted on stderr)."""

@@ -28,3 +28,15 @@ def pfn_to_virt(pfn: Bits, page_offset: Bits = PAGE_OFFSET) -> Bits:
 def virt_to_pfn(virt: Bits, page_offset: Bits = PAGE_OFFSET) -> Bits:
     """page_to_pfn(virt_to_page(virt))."""
     return lshr(__pa(virt, page_offset), PAGE_SHIFT)
+
+
+def virt_to_page(virt: Bits, page_offset: Bits = PAGE_OFFSET) -> Bits:
+    """virt_to_page() (arch/x86/include/asm/page.h): the page of a direct-map address, a
+    ``struct page *`` being a pfn in the model (pfn_to_page is the identity on pfns)."""
+    return virt_to_pfn(virt, page_offset)
+
+
+def page_to_virt(pfn: Bits, page_offset: Bits = PAGE_OFFSET) -> Bits:
+    """page_to_virt() / page_address() of a lowmem page (include/linux/mm.h): its direct-map
+    address."""
+    return pfn_to_virt(pfn, page_offset)

@@ -162,6 +162,8 @@ class PageAllocator(Vmscan):
         self.pageblock_flags = bytearray([MIGRATE_MOVABLE]) * nr_pageblocks
         self.allocated: dict[int, tuple[int, int, str, int]] = {}
         self.refs: dict[int, int] = {}  # extra references (get_page) beyond the first
+        # NR_PAGETABLE per node: PUD/PMD/PTE tables of impl/pgtable.py (pagetable_*_ctor)
+        self.nr_page_table_pages: list[int] = [0] * len(m.nodes)
         self.ctx: dict[int, list[Context]] = {c: [] for c in self.cpu_node}
         self.effects: list[Effect] = []
         self.access_cost: dict[int, int] = dict.fromkeys(self.cpu_node, 0)
@@ -774,6 +776,25 @@ class PageAllocator(Vmscan):
         if pfn in self.allocated:
             return 1 + self.refs.get(pfn, 0)
         return 0
+
+    # --- compaction's free pages (impl/compaction.py) ------------------------------------------
+    def isolate_free_page(self, z: Zone, pfn: int) -> int:
+        """__isolate_free_page(): take the free block headed by ``pfn`` off its free list if
+        the zone stays above min + its size (order-0 __zone_watermark_ok); its order, or -1
+        (not a free block head, or the watermark refuses)."""
+        order = z.free_order_at(pfn)
+        if order < 0 or order >= self.pageblock_order:  # big blocks are never targets
+            return -1
+        if not self._watermark_ok(z, 0, z.wmark[WMARK_MIN] + (1 << order), 0, 0):
+            return -1
+        z.delete(pfn)
+        z.free_pages -= 1 << order
+        return order
+
+    def release_isolated_page(self, z: Zone, pfn: int, order: int) -> None:
+        """release_free_list()'s __free_pages of an isolated block that compaction did not
+        use: back to the buddy lists, merging."""
+        self._free_pages_zone(z, pfn, order)
 
     # --- addresses -----------------------------------------------------------------------------
     def alloc_pages(self, gfp: int, order: int, *, cpu: int = 0,

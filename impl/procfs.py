@@ -458,3 +458,116 @@ def machine_from_zoneinfo(zones: Sequence[ZoneStanza], *,
                  for a in range(n))
     return MachineConfig(tuple(nodes), dist, max_order=max_order,
                          min_free_kbytes=min_free_kbytes, name=name).validate()
+
+
+# --- /proc/vmallocinfo (mm/vmalloc.c vmalloc_info_show, show_numa_info, show_purge_info) -----
+VMALLOCINFO_FLAGS = ("ioremap", "sparse", "vmalloc", "vmap", "user", "dma-coherent", "vpages")
+"""The flag words vmalloc_info_show() prints, in its order (VM_IOREMAP, VM_SPARSE, VM_ALLOC,
+VM_MAP, VM_USERMAP, VM_DMA_COHERENT, then " vpages" for a vmalloc'd page array)."""
+_VMI_RE = re.compile(r"0x([0-9a-f]{16})-0x([0-9a-f]{16}) (?=.{7})( *\d+)(.*)\Z")
+
+
+@dataclass
+class VmallocinfoLine:
+    """One line: ``kind`` is ``area`` (a vm_struct), ``unpurged`` (a lazily freed vmap_area,
+    "unpurged vm_area") or ``vm_map_ram``; for areas the %pS caller (None if the kernel had
+    none), ``pages=``, ``phys=``, the flag words in print order and the N<nid>= counts."""
+
+    start: int
+    end: int
+    size: int
+    kind: str = "area"
+    caller: str | None = None
+    pages: int | None = None
+    phys: int | None = None
+    flags: list[str] = field(default_factory=list)
+    numa: list[tuple[int, int]] = field(default_factory=list)
+
+
+def render_vmallocinfo(lines: Sequence[VmallocinfoLine]) -> str:
+    """The text of /proc/vmallocinfo: seq_printf(m, "0x%pK-0x%pK %7ld", ...) and the rest of
+    vmalloc_info_show() / show_purge_info()."""
+    out = []
+    for v in lines:
+        s = sprintf("0x%016x-0x%016x %7ld", v.start, v.end, v.size)
+        if v.kind == "unpurged":
+            out.append(s + " unpurged vm_area\n")
+            continue
+        if v.kind == "vm_map_ram":
+            out.append(s + " vm_map_ram\n")
+            continue
+        if v.caller is not None:
+            s += " " + v.caller
+        if v.pages is not None:
+            s += sprintf(" pages=%d", v.pages)
+        if v.phys is not None:
+            s += sprintf(" phys=0x%016x", v.phys)
+        s += "".join(" " + f for f in v.flags)
+        s += "".join(sprintf(" N%u=%u", nid, n) for nid, n in v.numa)
+        out.append(s + "\n")
+    return "".join(out)
+
+
+def parse_vmallocinfo(text: str) -> list[VmallocinfoLine]:
+    """Parse /proc/vmallocinfo strictly (ProcFormatError on anything else)."""
+    out = []
+    for no, line in enumerate(text.splitlines(), 1):
+        m = _VMI_RE.match(line)
+        if m is None:
+            raise ProcFormatError(f"vmallocinfo line {no}: {line!r}")
+        v = VmallocinfoLine(int(m.group(1), 16), int(m.group(2), 16), int(m.group(3)))
+        toks = m.group(4).split(" ")
+        if toks[0] != "":
+            raise ProcFormatError(f"vmallocinfo line {no}: no space after the size")
+        toks = toks[1:]
+        if toks == ["unpurged", "vm_area"] or toks == ["vm_map_ram"]:
+            v.kind = "unpurged" if len(toks) == 2 else "vm_map_ram"
+            out.append(v)
+            continue
+        i = 0
+        if toks and not (toks[0].startswith(("pages=", "phys="))
+                         or toks[0] in VMALLOCINFO_FLAGS or re.fullmatch(r"N\d+=\d+", toks[0])):
+            v.caller = toks[0]
+            i = 1
+        if i < len(toks) and toks[i].startswith("pages="):
+            v.pages = int(toks[i][6:])
+            i += 1
+        if i < len(toks) and toks[i].startswith("phys=0x"):
+            v.phys = int(toks[i][7:], 16)
+            i += 1
+        while i < len(toks) and toks[i] in VMALLOCINFO_FLAGS:
+            v.flags.append(toks[i])
+            i += 1
+        while i < len(toks) and (nm := re.fullmatch(r"N(\d+)=(\d+)", toks[i])):
+            v.numa.append((int(nm.group(1)), int(nm.group(2))))
+            i += 1
+        if i != len(toks) or [f for f in VMALLOCINFO_FLAGS if f in v.flags] != v.flags:
+            raise ProcFormatError(f"vmallocinfo line {no}: unexpected {toks[i:]!r}")
+        out.append(v)
+    return out
+
+
+# --- /proc/meminfo (fs/proc/meminfo.c show_val_kb, arch/x86/mm/pageattr.c) ------------------
+def render_meminfo(items: Sequence[tuple[str, int, bool]]) -> str:
+    """Lines of /proc/meminfo: ``(name, value, in_kb)``. The kernel's literal labels pad the
+    name to 16 columns and print %8lu (show_val_kb: "%s%8lu kB"; the HugePages_* counts
+    without " kB"); the one longer label, "HardwareCorrupted: %5lu kB", ends its number in the
+    same column 24."""
+    out = []
+    for name, value, kb in items:
+        label = name + ":"
+        num = (f"{label:<16}{value:8d}" if len(label) <= 16
+               else f"{label} {value:{max(23 - len(label), 1)}d}")
+        out.append(num + (" kB\n" if kb else "\n"))
+    return "".join(out)
+
+
+def parse_meminfo(text: str) -> list[tuple[str, int, bool]]:
+    """Parse /proc/meminfo into ``(name, value, in_kb)`` in file order."""
+    out = []
+    for no, line in enumerate(text.splitlines(), 1):
+        m = re.fullmatch(r"([A-Za-z0-9_()]+): +(\d+)( kB)?", line)
+        if m is None:
+            raise ProcFormatError(f"meminfo line {no}: {line!r}")
+        out.append((m.group(1), int(m.group(2)), m.group(3) is not None))
+    return out

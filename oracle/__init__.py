@@ -1,1 +1,1 @@
-"""The reference oracle: judges an allocator speaking the subject protocol against the specification."""
+"""The reference oracle: judges an allocator speaking the subject protocol against the spec."""

@@ -80,6 +80,8 @@ def _h(qualname: str, *sites: tuple[str, str], note: str = "") -> Helper:
 
 
 PA = "impl.page_alloc"
+VM = "impl.vmalloc"
+PT = "impl.pgtable"
 HELPERS: dict[str, Helper] = {h.qualname: h for h in (
     _h("impl.buddy.find_buddy_pfn", (f"{PA}:PageAllocator._free_one_page", PA)),
     _h("impl.buddy.combined_pfn", (f"{PA}:PageAllocator._free_one_page", PA)),
@@ -119,6 +121,35 @@ HELPERS: dict[str, Helper] = {h.qualname: h for h in (
     _h("impl.slub.slab_stride", ("impl.slub:KmemCache.calculate_sizes", "impl.slub")),
     _h("impl.slub.order_objects", ("impl.slub:KmemCache.calculate_sizes", "impl.slub"),
        ("impl.slub:calculate_order", "impl.slub")),
+    _h("impl.vmalloc.vmalloc_context_ok", (f"{VM}:Vmalloc._vmalloc_node_range", VM)),
+    _h("impl.vmalloc.vmalloc_page_gfp", (f"{VM}:Vmalloc._vmalloc_node_range", VM)),
+    _h("impl.vmalloc.vmalloc_pgtable_gfp", (f"{VM}:Vmalloc._vmalloc_node_range", VM)),
+    _h("impl.vmalloc.fit_start", (f"{VM}:Vmalloc._alloc_vmap_area", VM)),
+    _h("impl.vmalloc.is_within_this_va", (f"{VM}:FreeVmapTree.lowest_match", VM)),
+    _h("impl.vmalloc.clip_remainders", (f"{VM}:Vmalloc._alloc_vmap_area", VM)),
+    # page tables and the x86-64 layout (proofs/pgtable.py)
+    _h("impl.pgtable.pgd_index", (f"{PT}:level_index", PT),
+       (f"{PT}:PageTable.preallocate_vmalloc_pages", PT)),
+    _h("impl.pgtable.pud_index", (f"{PT}:level_index", PT)),
+    _h("impl.pgtable.pmd_index", (f"{PT}:level_index", PT)),
+    _h("impl.pgtable.pte_index", (f"{PT}:level_index", PT), (f"{PT}:PageTable.map_page", PT)),
+    _h("impl.pgtable.page_offset_of", (f"{PT}:PageTable._check_va", PT)),
+    _h("impl.pgtable.va_of", (f"{PT}:PageTable.mappings", PT)),
+    _h("impl.pgtable.level_index", (f"{PT}:PageTable._pte_table", PT),
+       (f"{PT}:PageTable._pte_table_alloc", PT)),
+    _h("impl.pgtable.walk_step", (f"{PT}:PageTable._pte_table_alloc", PT)),
+    _h("impl.pgtable.pfn_pte", (f"{PT}:PageTable._check_pte", PT)),
+    _h("impl.pgtable.ptep_get_and_clear", (f"{PT}:PageTable.unmap_page", PT),
+       (f"{PT}:PageTable.unmap_range", PT)),
+    _h("spec.layout.direct_map_contains", ("spec.layout:virt_addr_valid", "spec.layout")),
+    _h("spec.layout.is_vmalloc_addr", note="the kernel's is_vmalloc_addr for the default "
+       "layout; impl/vmalloc.py's Vmalloc.is_vmalloc_addr restates it for a machine's own "
+       "vmalloc base (to be wired to this function)"),
+    _h("spec.layout.virt_addr_valid", note="proof vocabulary for now: "
+       "PageAllocator.virt_to_pfn checks the same range with its own comparisons"),
+    _h("impl.direct_map.page_to_virt", note="the names virt_to_page/page_to_virt of "
+       "impl.direct_map.pfn_to_virt/virt_to_pfn, which the allocator runs (direct_map)"),
+    _h("impl.direct_map.virt_to_page", note="see impl.direct_map.page_to_virt"),
 )}
 """Every proved helper and where it runs."""
 
@@ -187,6 +218,37 @@ PROOFS: dict[str, Proof] = {p.name: p for p in (
     _c("va_pa_round_trip", "impl.direct_map.__va", "impl.direct_map.__pa"),
     _c("pfn_virt_round_trip", "impl.direct_map.pfn_to_virt", "impl.direct_map.virt_to_pfn"),
     _c("migratetype_of", "spec.gfp.gfp_migratetype"),
+    _p("vmalloc.atomic_refused", "z3", "proofs.vmalloc:atomic_refused",
+       {"context_ok": "impl.vmalloc.vmalloc_context_ok",
+        "pgtable_gfp": "impl.vmalloc.vmalloc_pgtable_gfp",
+        "page_gfp": "impl.vmalloc.vmalloc_page_gfp"},
+       about=("impl.page_alloc.alloc_enters_reclaim",)),
+    _p("vmalloc.range_fit", "z3", "proofs.vmalloc:range_fit",
+       {"fit": "impl.vmalloc.fit_start", "within": "impl.vmalloc.is_within_this_va",
+        "clip": "impl.vmalloc.clip_remainders"}),
+    _p("vmalloc.adjusted_length", "z3", "proofs.vmalloc:adjusted_length",
+       {"fit": "impl.vmalloc.fit_start", "within": "impl.vmalloc.is_within_this_va"}),
+    _p("pgtable.index_split", "z3", "proofs.pgtable:index_split",
+       {"pgd": "impl.pgtable.pgd_index", "pud": "impl.pgtable.pud_index",
+        "pmd": "impl.pgtable.pmd_index", "pte": "impl.pgtable.pte_index",
+        "off": "impl.pgtable.page_offset_of", "combine_va": "impl.pgtable.va_of"}),
+    _p("pgtable.pte_slots_distinct", "z3", "proofs.pgtable:pte_slots_distinct",
+       {"pgd": "impl.pgtable.pgd_index", "pud": "impl.pgtable.pud_index",
+        "pmd": "impl.pgtable.pmd_index", "pte": "impl.pgtable.pte_index"}),
+    _p("layout.disjoint", "z3", "proofs.pgtable:layout_disjoint",
+       {"direct_map": "spec.layout.direct_map_contains",
+        "vmalloc": "spec.layout.is_vmalloc_addr", "valid": "spec.layout.virt_addr_valid",
+        "to_virt": "impl.direct_map.page_to_virt", "to_page": "impl.direct_map.virt_to_page"}),
+    _p("pgtable.init", "z3-state", "proofs.pgtable:init_state",
+       note="a new tree (PageTable.__init__: a zeroed root at level 0) satisfies "
+       "spec/pgtable_state.py's invariants at every slot"),
+    _p("pgtable.map_induction", "z3-state", "proofs.pgtable:map_induction",
+       {"index": "impl.pgtable.level_index", "step": "impl.pgtable.walk_step",
+        "make_pte": "impl.pgtable.pfn_pte"}),
+    _p("pgtable.unmap_induction", "z3-state", "proofs.pgtable:unmap_induction",
+       {"index": "impl.pgtable.level_index", "clear": "impl.pgtable.ptep_get_and_clear"}),
+    _p("pgtable.walk_frame", "z3-state", "proofs.pgtable:walk_frame",
+       {"index": "impl.pgtable.level_index", "step": "impl.pgtable.walk_step"}),
     _c("zone_of", "spec.gfp.gfp_zone"),
     _c("check_gfp_agrees", "spec.gfp.check_gfp", "spec.gfp.gfp_is_valid"),
     _c("gfp_round_trip", "spec.gfp.parse_gfp", "spec.gfp.format_gfp"),

@@ -33,6 +33,7 @@ Role = Literal["state", "stats", "const", "cache"]
 
 ALLOCATOR_FIELDS: dict[str, Role] = {
     "allocated": "state", "refs": "state", "pageblock_flags": "state", "ctx": "state",
+    "nr_page_table_pages": "state",  # NR_PAGETABLE per node (impl/pgtable.py)
     "zones": "state",  # the Zone objects are constant; their fields: ZONE_FIELDS
     "nodes": "state",  # likewise: NODE_FIELDS
     "_hit_zid": "stats",  # scratch: written before it is read, within one allocation
@@ -103,7 +104,8 @@ def check_layout(a: PageAllocator) -> None:
 # --- capture and restore ------------------------------------------------------------------------
 
 Capture = tuple[Any, ...]
-"""Plain data: (zones, allocated, refs, pageblock_flags, nodes, ctx, stats)."""
+"""Plain data: (zones, allocated, refs, pageblock_flags, nodes, ctx, stats,
+nr_page_table_pages)."""
 
 
 def capture(a: PageAllocator) -> Capture:
@@ -118,13 +120,14 @@ def capture(a: PageAllocator) -> Capture:
         (a._hit_zid, dict(a.access_cost), dict(a.accesses),
          tuple((z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other,
                 z.interleave_hit) for z in a.zones)),
+        a.nr_page_table_pages[:],
     )
 
 
 def restore(a: PageAllocator, c: Capture) -> None:
     """Write capture ``c`` back into ``a`` (fresh copies: ``c`` stays usable). Effects are
     cleared."""
-    zones, allocated, refs, flags, nodes, ctx, stats = c
+    zones, allocated, refs, flags, nodes, ctx, stats, nr_pt = c
     for z, (buddy, nxt, prv, heads, tails, counts, lazy, lazy_pages, free, boost,
             boosted) in zip(a.zones, zones, strict=True):
         z._buddy = dict(buddy)
@@ -141,6 +144,7 @@ def restore(a: PageAllocator, c: Capture) -> None:
     a.allocated = dict(allocated)
     a.refs = dict(refs)
     a.pageblock_flags = bytearray(flags)
+    a.nr_page_table_pages = nr_pt[:]
     for n, (lru, awake) in zip(a.nodes, nodes, strict=True):
         n.lru = dict(lru)
         n.kswapd_awake = awake
@@ -159,14 +163,15 @@ def same(a: PageAllocator, c: Capture) -> bool:
     """Whether every ``state`` field of ``a`` equals capture ``c`` (stats not compared; the
     kswapd_awake flags are compared: a kswapd run that only puts kswapd to sleep changes the
     object, even when the search's key leaves the flag out)."""
-    zones, allocated, refs, flags, nodes, ctx, _stats = c
+    zones, allocated, refs, flags, nodes, ctx, _stats, nr_pt = c
     for z, (buddy, nxt, prv, heads, tails, counts, lazy, lazy_pages, free, boost,
             boosted) in zip(a.zones, zones, strict=True):
         if (z.free_pages != free or z.heads != heads or z._buddy != buddy or z._nxt != nxt
                 or z._prv != prv or z.tails != tails or z.counts != counts or z.boost != boost
                 or z.boosted != boosted or z._lazy != lazy or z._lazy_pages != lazy_pages):
             return False
-    if a.allocated != allocated or a.refs != refs or a.pageblock_flags != flags:
+    if (a.allocated != allocated or a.refs != refs or a.pageblock_flags != flags
+            or a.nr_page_table_pages != nr_pt):
         return False
     for n, (lru, awake) in zip(a.nodes, nodes, strict=True):
         # LRU order matters (reclaim takes the oldest first): compare as sequences
@@ -212,6 +217,7 @@ def state_key(a: PageAllocator, kswapd_awake: bool = True) -> StateKey:
         tuple((tuple(n.lru), n.kswapd_awake and kswapd_awake) for n in a.nodes),
         tuple(sorted(a.refs.items())),
         tuple(tuple(st) for st in a.ctx.values()),
+        tuple(a.nr_page_table_pages),
     )
 
 

@@ -33,6 +33,7 @@ for ``make verify``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -44,8 +45,10 @@ from typing import Any
 
 from proofs import conformance as cf
 from proofs import obligations as ob
+from proofs import pgtable as pgtable_ob
 from proofs import slab as slab_ob
 from proofs import symbolic as sy
+from proofs import vmalloc as vm_ob
 from proofs.core import ProofResult
 from proofs.mutants import MUTANTS, Mutant, MutantResult, run_mutant
 
@@ -192,6 +195,19 @@ CHECKS: list[Check] = [
       for name, fn in slab_ob.OBLIGATIONS.items()),
     *(_mutant(Mutant(name, ob_name, " ".join((bug.__doc__ or bug.__name__).split()), run), 3)
       for name, (ob_name, bug, run) in slab_ob.SLAB_MUTANTS.items()),
+    # vmalloc (proofs/vmalloc.py)
+    *(_proof(name, fn, 1) for name, fn in vm_ob.OBLIGATIONS.items()),
+    *(_proof(name, fn, 4, long_only=True) for name, fn in vm_ob.LONG_OBLIGATIONS.items()),
+    *(_mutant(Mutant(name, ob_name, " ".join((bug.__doc__ or bug.__name__).split()), run), 1)
+      for name, (ob_name, bug, run) in vm_ob.VM_MUTANTS.items()),
+    # page tables and the x86-64 layout (proofs/pgtable.py)
+    *(_proof(name, fn, 4 if name == "pgtable.map_induction" else 0.5)
+      for name, fn in pgtable_ob.OBLIGATIONS.items()),
+    *(_proof(name, fn, 12, long_only=True) for name, fn in pgtable_ob.LONG_OBLIGATIONS.items()),
+    *(dataclasses.replace(_mutant(Mutant(name, ob_name, " ".join(
+        (bug.__doc__ or bug.__name__).split()), run), 1),
+        long_only=ob_name in pgtable_ob.LONG_OBLIGATIONS)
+      for name, (ob_name, bug, run) in pgtable_ob.PGTABLE_MUTANTS.items()),
 ]
 """Checks registered statically (the Z3 obligations and their seeded bugs)."""
 

@@ -91,3 +91,110 @@ class WrongCacheError(SlabError):
 class NotObjectError(SlabError):
     """An address inside a slab that is not the start of an object ("Invalid object pointer"),
     or an address in no slab and no large kmalloc (kfree of a non-slab, non-kmalloc page)."""
+
+
+# --- process address spaces (mm/mmap.c, mm/memory.c, kernel/fork.c, mm/migrate.c) ----------
+
+class MmError(KmemError):
+    """Bad input to a process address space; the message names what the kernel returns."""
+
+
+class NoSuchProcessError(MmError, LookupError):
+    """A pid with no live process (never created, or exited): the kernel's -ESRCH."""
+
+
+class BadUserAddressError(MmError, ValueError):
+    """A user address or length that is not page aligned, zero, or not below TASK_SIZE:
+    mmap/munmap's -EINVAL (or -ENOMEM for no room), vm_insert_page's -EFAULT."""
+
+
+class SegfaultError(MmError):
+    """A fault outside every VMA (SIGSEGV, SEGV_MAPERR) or against its protection
+    (SEGV_ACCERR); nothing is mapped."""
+
+
+class UserUnmapError(MmError):
+    """munmap() of a range where nothing is mapped (Linux returns 0; the model refuses it)."""
+
+
+class BadPageMapError(MmError):
+    """Mapping a page that cannot be mapped: freed (page_count 0: vm_insert_page's -EINVAL),
+    anonymous or slab (validate_page_before_insert), or already mapped at that address
+    (-EBUSY)."""
+
+
+class MigrationError(MmError):
+    """A page that cannot migrate: unmovable (not an LRU or movable_ops page: -EBUSY from
+    isolation), or pinned by extra references (-EAGAIN from folio_migrate_mapping)."""
+
+
+class MmOomError(MmError):
+    """VM_FAULT_OOM or -ENOMEM: a fault, fork or driver mmap could not allocate a page or a
+    page table; everything it had done is undone."""
+
+
+# --- page tables (arch/x86/mm/pgtable.c, mm/memory.c, impl/pgtable.py) ----------------------
+
+class PageTableError(KmemError):
+    """Bad input to a page-table tree: the message says what the kernel would do."""
+
+
+class BadVirtualAddressError(PageTableError, ValueError):
+    """A virtual address a tree cannot map: not page aligned, outside the user range of a
+    process's tree (TASK_SIZE_MAX) or the kernel half of init_mm's, or not an integer."""
+
+
+class NonCanonicalError(BadVirtualAddressError):
+    """A non-canonical address: bits 63..47 not all equal (a #GP on x86-64)."""
+
+
+class AlreadyMappedError(PageTableError):
+    """Mapping over a present PTE (vmap_pte_range's WARN_ON(!pte_none(ptep_get(pte))),
+    -EBUSY)."""
+
+
+class NotMappedError(PageTableError):
+    """Unmapping an address whose PTE is not present."""
+
+
+class BadPteError(PageTableError, ValueError):
+    """A pfn or protection that cannot form a present PTE (pfn beyond PTE_PFN_MASK, prot with
+    pfn bits, or neither _PAGE_PRESENT nor _PAGE_PROTNONE)."""
+
+
+class PageTableNoMemError(PageTableError):
+    """A page-table page could not be allocated (__pte_alloc & co. return -ENOMEM): the PTE is
+    not installed; upper tables already populated stay, as in the kernel."""
+
+
+class PageTableBusyError(PageTableError):
+    """free_tables() of a tree that still maps pages (exit_mmap zaps every PTE with
+    unmap_vmas before free_pgtables; freeing first would leak the mapped pages), or any use
+    of a tree after free_tables()."""
+
+
+# --- vmalloc (mm/vmalloc.c, impl/vmalloc.py) ------------------------------------------------
+
+class VmallocError(KmemError):
+    """Bad input to vmalloc, vfree or a vmalloc lookup; the message is what the kernel WARNs."""
+
+
+class VfreeError(VmallocError):
+    """vfree() of an address that is not the start of a live vmalloc area: remove_vm_area()
+    finds nothing ("Trying to vfree() nonexistent vm area") or the address is not page aligned
+    ("Trying to vfree() bad address")."""
+
+
+class VfreeNotAreaStartError(VfreeError):
+    """vfree() of an address inside a live area but not its start (the kernel's
+    find_unlink_vmap_area would free the whole containing area; the model refuses)."""
+
+
+class VfreeDoubleError(VfreeError):
+    """vfree() of an area already freed (its vmap_area still waits on the lazy purge list, or
+    was purged: "Trying to vfree() nonexistent vm area")."""
+
+
+class VfreeDirectMapError(VfreeError):
+    """vfree() of a direct-map (kmalloc or page allocator) address: kfree/free_pages memory
+    passed to vfree."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from spec.alloc_rules import zone_allowed
 from spec.gfp import __GFP_THISNODE, format_gfp, gfp_zone
 from spec.invariants import step_property
 from spec.logic import And, Bits, If, Implies, Not, Or
@@ -115,7 +116,7 @@ def allowed_zone(z: ZoneFacts, gfp: int, pref_nid: int) -> bool:
     """A zone the request may allocate from: a managed zone of index <= gfp_zone(gfp), on
     ``pref_nid`` (the requested node, or the CPU's for NUMA_NO_NODE) with __GFP_THISNODE
     (ZONELIST_NOFALLBACK), on any node otherwise (ZONELIST_FALLBACK holds every node)."""
-    return bool(z.managed > 0 and z.zone <= gfp_zone(gfp)
+    return bool(z.managed > 0 and zone_allowed(z.zone, gfp)
                 and (not gfp & __GFP_THISNODE or z.nid == pref_nid))
 
 

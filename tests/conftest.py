@@ -41,6 +41,7 @@ def snapshot(a: PageAllocator) -> dict[str, Any]:
         "zones": zones,
         "allocated": dict(a.allocated),
         "refs": dict(a.refs),
+        "nr_page_table_pages": list(a.nr_page_table_pages),
         "ctx": {cpu: list(st) for cpu, st in a.ctx.items()},
         "pageblock_flags": bytes(a.pageblock_flags),
         "lru": [list(n.lru) for n in a.nodes],

@@ -43,6 +43,7 @@ from spec.gfp import (
 )
 from spec.layout import PAGE_SIZE
 from spec.reserves import ALLOC_WMARK_MIN
+from tests.test_pgtable import PGTABLE_PROBES
 
 PROOF_KINDS = ("proof", "induction", "bmc")
 
@@ -208,6 +209,7 @@ PROBES: dict[str, tuple[Callable[[], Any], Callable[..., Any]]] = {
     "spec.reserves.watermark_min_adjusted": (atomic_reserve, lambda mark, flags: mark),
     "spec.reserves.gfp_to_alloc_flags": (atomic_reserve, _const(ALLOC_WMARK_MIN)),
 }
+PROBES.update(PGTABLE_PROBES)  # impl/pgtable.py's helpers (tests/test_pgtable.py)
 # a call site whose scenario differs from its helper's (the same helper read elsewhere)
 SITE_SCENARIOS: dict[tuple[str, str], Callable[[], Any]] = {
     ("spec.gfp.gfpflags_allow_blocking", "spec.reserves"): reclaim,
@@ -216,6 +218,10 @@ SITE_SCENARIOS: dict[tuple[str, str], Callable[[], Any]] = {
 COUNTED_ELSEWHERE = {
     "impl.buddy.get_order", "impl.slab_common.kmalloc_cache_align", "impl.slub.slab_stride",
     "impl.slub.order_objects", "spec.gfp.parse_gfp",
+    # vmalloc's (wrong variants: tests/test_vmalloc_proofs.py)
+    "impl.vmalloc.vmalloc_context_ok", "impl.vmalloc.vmalloc_page_gfp",
+    "impl.vmalloc.vmalloc_pgtable_gfp", "impl.vmalloc.fit_start",
+    "impl.vmalloc.is_within_this_va", "impl.vmalloc.clip_remainders",
 }
 
 
@@ -274,6 +280,9 @@ def test_helpers_outside_the_page_allocator_are_called(monkeypatch: pytest.Monke
         monkeypatch.setattr(module, h.name, counting)
     if qualname == "spec.gfp.parse_gfp":
         _parse_value("gfp", "GFP_KERNEL", "test")
+    elif qualname.startswith("impl.vmalloc."):
+        from tests.test_vmalloc_proofs import vmalloc_probe
+        vmalloc_probe()
     else:
         s = SlabAllocator(PageAllocator(MachineConfig.default()), nr_cpus=2)
         addr = s.kmalloc(3 * PAGE_SIZE, GFP_KERNEL)  # a large kmalloc: get_order

@@ -47,7 +47,7 @@ def started(hello: dict[str, Any] | None = None) -> Subject:
     s = Subject()
     ans, done = s.handle(dict(hello or HELLO))
     assert ans == {"seq": 1, "ok": True, "name": "kmemspec",
-                   "features": ["pages", "kmalloc", "slab"]}
+                   "features": ["pages", "kmalloc", "slab", "vmalloc"]}
     assert not done
     return s
 
@@ -62,7 +62,7 @@ def test_full_session_over_stdio() -> None:
         alloc(5, 11),
         alloc(6, 2, "GFP_KERNEL", cpu=1, ctx="atomic"),
         {"op": "vmalloc", "seq": 7, "size": 8, "gfp": "GFP_KERNEL", "cpu": 0,
-         "ctx": "process"},
+         "ctx": "atomic"},
         {"op": "bye", "seq": 10},
     ]
     # seq 2's block is freed twice: first ok, then a double free
@@ -87,13 +87,13 @@ def test_full_session_over_stdio() -> None:
 
     assert [a["seq"] for a in answers] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     assert answers[0] == {"seq": 1, "ok": True, "name": "ref",
-                          "features": ["pages", "kmalloc", "slab"]}
+                          "features": ["pages", "kmalloc", "slab", "vmalloc"]}
     assert isinstance(pfn2, int) and pfn2 % 8 == 0 and set(answers[1]) == {"seq", "pfn"}
     assert 16384 <= answers[2]["pfn"] < 32768  # __GFP_THISNODE on node 1; 0x token ignored
     assert set(answers[3]) == {"seq", "error"}  # pfn 0 was never allocated: it is free
     assert answers[4] == {"seq": 5, "pfn": None}  # order above max_order: null, not an error
     assert isinstance(answers[5]["pfn"], int) and "slept" not in answers[5]  # atomic
-    assert set(answers[6]) == {"seq", "error"}  # feature not offered
+    assert set(answers[6]) == {"seq", "error"}  # vmalloc in atomic context
     assert answers[7] == {"seq": 8, "ok": True}
     assert set(answers[8]) == {"seq", "error"} and "double free" in answers[8]["error"]
     assert answers[9] == {"seq": 10, "ok": True}
@@ -258,3 +258,33 @@ def test_lowmem_reserve_from_hello_protects_lower_zones() -> None:
     # with __GFP_DMA32 the highest zone is DMA32, whose reserve entry is 0: down to min
     exhaust(s, "GFP_KERNEL|GFP_DMA32", -1, 0, "process", 10000)
     assert dma32.free_pages == 32
+
+
+def test_slab_requests_when_memory_is_exhausted_before_the_slab_boots() -> None:
+    """The lazy slab boot fails without memory: nothing leaks, allocations answer null,
+    kmem_cache_create answers an ENOMEM error, and the boot succeeds once pages are free."""
+    s = started()
+    held: list[int] = []
+    seq = 2
+    for nid in (0, 1):
+        answers, seq = exhaust(s, "GFP_KERNEL|__GFP_HIGH|__GFP_THISNODE", nid, 0, "atomic", seq)
+        held += [a["pfn"] for a in answers if a["pfn"] is not None]
+    assert s.a is not None
+    free_before = s.a.nr_free_pages()
+    ans, _ = s.handle({"op": "kmalloc", "seq": seq, "size": 64, "gfp": "GFP_KERNEL", "nid": -1,
+                       "cpu": 0, "ctx": "process"})
+    assert ans["addr"] is None and s.sa is None
+    assert s.a.nr_free_pages() == free_before  # the failed boot gave its pages back
+    ans, _ = s.handle({"op": "kmem_cache_create", "seq": seq + 1, "name": "c1", "size": 64,
+                       "align": 0})
+    assert "ENOMEM" in ans["error"]
+    ans, _ = s.handle({"op": "kfree", "seq": seq + 2, "addr": "0x10"})
+    assert ans == {"seq": seq + 2, "ok": True}
+    seq += 3
+    for pfn in held:
+        ans, _ = s.handle(free(seq, pfn, 0))
+        assert ans == {"seq": seq, "ok": True}
+        seq += 1
+    ans, _ = s.handle({"op": "kmalloc", "seq": seq, "size": 64, "gfp": "GFP_KERNEL", "nid": -1,
+                       "cpu": 0, "ctx": "process"})
+    assert isinstance(ans["addr"], str) and s.sa is not None

@@ -29,7 +29,7 @@ class Session:
         self.s = Subject()
         self.seq = 1
         ans, _ = self.s.handle(dict(HELLO))
-        assert ans["features"] == ["pages", "kmalloc", "slab"]
+        assert ans["features"] == ["pages", "kmalloc", "slab", "vmalloc"]
 
     def __call__(self, op: str, **fields: Any) -> dict[str, Any]:
         self.seq += 1

@@ -1,25 +1,29 @@
-"""Boot Debian's Linux 6.12 kernel under qemu and capture its /proc files and a kmem trace.
+"""Boot one of Debian's Linux kernels (6.1 or 6.12) under qemu and capture a kmem trace and /proc.
 
-The files land in ``tests/fixtures/linux-6.12/<config>/``, where ``tests/test_views.py`` parses
-them with the same parsers it applies to the model's views. Re-runnable: every step is skipped
-when its result already exists in the work folder (``--work``, default ``/work/kcap``), and
-``--from-log`` re-splits a saved console log without booting. Usage and the fixture layout are
-described in ``tests/fixtures/README.md``.
+The files land in ``tests/fixtures/linux-<kernel>/<config>/``, where ``tests/test_views.py``,
+``tests/test_slab.py``, ``tests/test_capture_real.py`` and ``tests/test_trace_real.py`` read
+them. Re-runnable: every step is skipped when its result already exists in the work folder
+(``--work``, default ``/work/kcap``), and ``--from-log`` re-splits a saved console log without
+booting. Usage and the fixture layout are described in ``tests/fixtures/README.md``.
 
 What it does (see ``../shared/reference/kernel-capture-notes.md`` for why each choice):
 
+0. ``apt-get install`` qemu-system-x86 and busybox-static when they are missing.
 1. ``apt-get download`` the kernel image package with a private apt configuration (Debian
-   trixie, trixie-security and bookworm-backports; nothing is installed) and ``dpkg -x`` it.
+   bookworm, bookworm-security, bookworm-backports, trixie and trixie-security; nothing is
+   installed, /boot is untouched) and ``dpkg -x`` it into the work folder. ``--kernel 6.1``
+   takes ``linux-image-6.1.0-NN-amd64`` (the pinned NN, or the newest one apt knows when the
+   pinned one has left the archive), ``--kernel 6.12`` the model's own 6.12.117.
 2. Build an initramfs (a newc cpio written here, so no root and no cpio tool are needed):
    busybox-static, ``/dev/console``, and an ``/init`` script that prints each file between
    ``@@KCAP BEGIN name@@`` / ``@@KCAP END name@@`` markers, runs a small traced workload
-   (``events/kmem`` and ``events/vmalloc``), prints the trace and powers off.
-3. Boot it with ``qemu-system-x86_64 -accel tcg,thread=single`` (KVM hangs on these machines).
+   (``events/kmem``, and ``events/vmalloc`` where the kernel has them: 6.2 and later), prints
+   the trace and powers off.
+3. Boot it with ``qemu-system-x86_64 -accel tcg,thread=single`` (KVM hangs on these machines),
+   kernel command line with ``no_hash_pointers`` (real ``ptr=``/``page=`` values).
 4. Split the console log into one file per marker and write a README per configuration.
 
 ``host`` copies this machine's own kernel files (whatever ``uname -r`` says) instead.
-
-Needs: ``qemu-system-x86``, ``busybox-static``, ``xz-utils`` (``apt-get install``).
 """
 
 from __future__ import annotations
@@ -38,20 +42,40 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO / "tests" / "fixtures" / "linux-6.12"
-DEFAULT_PACKAGE = "linux-image-6.12.117+deb13-amd64"
-APT_SOURCES = (
-    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-    "http://deb.debian.org/debian trixie main\n"
-    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-    "http://deb.debian.org/debian-security trixie-security main\n"
-    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-    "http://deb.debian.org/debian bookworm-backports main\n"
-)
+FIXTURES = REPO / "tests" / "fixtures"
+_KEYRING = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"
+APT_SOURCES = "".join(
+    f"deb {_KEYRING} http://deb.debian.org/{archive} {suite} main\n" for archive, suite in (
+        ("debian", "bookworm"), ("debian-security", "bookworm-security"),
+        ("debian", "bookworm-backports"), ("debian", "trixie"),
+        ("debian-security", "trixie-security")))
+NEEDS = {"qemu-system-x86_64": "qemu-system-x86", "/bin/busybox": "busybox-static"}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A Debian kernel image package to capture, and how to find a newer build of it."""
+
+    version: str    # the --kernel value and the fixture folder linux-<version>
+    package: str    # the pinned Debian package
+    pattern: str    # regex of the packages that are the same kernel series (newest wins)
+    about: str
+
+
+KERNELS: dict[str, Kernel] = {k.version: k for k in (
+    Kernel("6.12", "linux-image-6.12.117+deb13-amd64", r"^linux-image-6\.12\.117\+deb13-amd64$",
+           "Linux 6.12.117, Debian trixie: the tree the model pins"),
+    Kernel("6.1", "linux-image-6.1.0-57-amd64", r"^linux-image-6\.1\.0-(\d+)-amd64$",
+           "Linux 6.1 LTS, Debian bookworm (-security): no vmalloc tracepoints (they came in 6.2)"),
+)}
+DEFAULT_PACKAGE = KERNELS["6.12"].package
+DEFAULT_OUT = FIXTURES / "linux-6.12"
 CMDLINE = "console=ttyS0 panic=-1 quiet no_hash_pointers nokaslr"
 BUSYBOX = Path("/bin/busybox")
+BUFFER_KB = 2048  # per-CPU ring buffer: the workload fits, nothing is dropped (trace_stats)
 XZ_ABOVE = 200 * 1024  # fixtures larger than this are stored xz-compressed
 BEGIN = re.compile(r"@@KCAP BEGIN ([A-Za-z0-9_.-]+)@@\n")
+EVENT = re.compile(r"\d+\.\d+: (\w+):")
 
 
 @dataclass(frozen=True)
@@ -84,7 +108,12 @@ CONFIGS: dict[str, Config] = {c.name: c for c in (
            "totalram hugepage_init() turns THP off: min_free_kbytes keeps its sqrt value)"),
     Config("1node-2cpu-4g", 1, 2, 4096, "one node, 2 CPUs, 4 GiB: 3 GiB below the PCI hole "
            "(DMA, DMA32) and 1 GiB above 4 GiB (Normal)"),
+    Config("1node-2cpu-1g", 1, 2, 1024, "one node, 2 CPUs, 1 GiB"),
+    Config("2node-4cpu-2g", 2, 4, 2048, "two NUMA nodes of 1 GiB, two CPUs each"),
 )}
+# the shapes a bare `capture_kernel.py --kernel V` boots
+DEFAULT_CONFIGS = {"6.12": ("1node-2cpu-1g", "2node-4cpu-2g"),
+                   "6.1": ("1node-2cpu-1g", "2node-4cpu-2g")}
 
 # name -> (shell command printing it, what it is)
 FILES: dict[str, tuple[str, str]] = {
@@ -127,18 +156,42 @@ TRACE_FILES = {
 }
 
 
-def init_script(cfg: Config) -> str:
-    """The initramfs /init: print every file between markers, then a traced workload."""
+# Sizes read(2) from a sysctl: proc_sys_call_handler() (fs/proc/proc_sysctl.c, 6.1 and 6.12)
+# kvzalloc()s count + 1 bytes, so each read is one kmalloc of n + 1 bytes: every size class from
+# 8 to 8192, then the large path (mm/slub.c __kmalloc_large_node: page orders 2 to 5).
+SYSCTL_READS = (7, 15, 31, 63, 95, 127, 191, 255, 511, 1023, 2047, 4095, 8191,
+                12287, 16383, 32767, 65535, 131071)
+
+
+def workload(cfg: Config) -> str:
+    """The traced workload (busybox sh), a few seconds under TCG; each step says what it is for."""
     mpol = f",mpol=interleave:0-{cfg.nodes - 1}" if cfg.nodes > 1 else ""
-    workload = (
-        f"mount -t tmpfs -o size=32m{mpol} tmpfs /mnt\n"
+    reads = " ".join(str(n) for n in SYSCTL_READS)
+    return (
+        "# tmpfs files: inode/dentry kmem_cache allocs, page-cache pages"
+        + (" interleaved over the nodes\n" if cfg.nodes > 1 else "\n")
+        + f"mount -t tmpfs -o size=32m{mpol} tmpfs /mnt\n"
         "i=0; while [ $i -lt 20 ]; do echo file $i > /mnt/f$i; i=$((i+1)); done\n"
         "dd if=/dev/zero of=/mnt/big bs=64k count=8 2>/dev/null\n"
+        "# kmalloc of n+1 bytes per read (fs/proc/proc_sysctl.c): size classes 8..8k, large path\n"
+        f"for n in {reads}; do\n"
+        "  dd if=/proc/sys/vm/min_free_kbytes of=/dev/null bs=$n count=1 2>/dev/null\n"
+        "done\n"
+        "# fork/exec; children alive together need new kernel stacks (vmalloc with\n"
+        "# CONFIG_VMAP_STACK once the per-CPU cache of two is used: kernel/fork.c)\n"
+        "i=0; while [ $i -lt 6 ]; do sh -c 'cat /proc/self/stat' > /dev/null; i=$((i+1)); done\n"
+        "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait\n"
+        "# seq_file buffers (kvmalloc, doubled until the record fits: fs/seq_file.c)\n"
+        "cat /proc/slabinfo /proc/vmallocinfo /proc/zoneinfo > /dev/null\n"
         "find /proc/sys/vm > /dev/null\n"
         "cat /mnt/f1 /mnt/big > /dev/null\n"
         "rm -f /mnt/*\n"
         "umount /mnt\n"
     )
+
+
+def init_script(cfg: Config) -> str:
+    """The initramfs /init: print every file between markers, then a traced workload."""
     lines = [
         "#!/bin/busybox sh",
         "/bin/busybox --install -s /bin",
@@ -158,16 +211,17 @@ def init_script(cfg: Config) -> str:
         "cat /proc/sys/vm/lowmem_reserve_ratio > /proc/sys/vm/lowmem_reserve_ratio",
         f"dump {RECOMPUTED[0]} 'cat /proc/zoneinfo'",
         "T=/sys/kernel/tracing",
+        # events/vmalloc exists from 6.2 on: the glob must not print an error into the section
         "dump kmem_formats 'for f in $T/events/kmem/*/format $T/events/vmalloc/*/format; do "
-        "echo \"==> $f <==\"; cat $f; done'",
+        "[ -f $f ] || continue; echo \"==> $f <==\"; cat $f; done'",
         "head -c 4096 /dev/urandom > /dev/null",  # see kernel-capture-notes.md (int3 oops)
         "echo 0 > $T/tracing_on",
-        "echo 512 > $T/buffer_size_kb",
+        f"echo {BUFFER_KB} > $T/buffer_size_kb",
         "echo 0 > $T/options/overwrite",
         "echo 1 > $T/events/kmem/enable",
-        "echo 1 > $T/events/vmalloc/enable",
+        "[ -d $T/events/vmalloc ] && echo 1 > $T/events/vmalloc/enable",
         "echo > $T/trace",
-        f"cat > /workload.sh <<'EOF'\n{workload}EOF",
+        f"cat > /workload.sh <<'EOF'\n{workload(cfg)}EOF",
         "dump trace_workload 'cat /workload.sh'",
         "echo 1 > $T/tracing_on",
         "sh /workload.sh",
@@ -211,12 +265,24 @@ def build_initramfs(cfg: Config, path: Path) -> None:
 
 
 # --- kernel ---------------------------------------------------------------------------------
-def fetch_kernel(work: Path, package: str) -> Path:
-    """apt-get download + dpkg -x into work/<package>; returns the vmlinuz path."""
-    root = work / package
-    found = sorted((root / "boot").glob("vmlinuz-*")) if root.exists() else []
-    if found:
-        return found[0]
+def ensure_tools(install: bool = True) -> None:
+    """Install qemu-system-x86 and busybox-static with apt when missing (a fresh machine)."""
+    missing = sorted({pkg for path, pkg in NEEDS.items()
+                      if not (Path(path).exists() if path.startswith("/") else shutil.which(path))})
+    if not missing:
+        return
+    if not install:
+        raise SystemExit(f"needs {' '.join(missing)} (apt-get install them)")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run([*sudo, "apt-get", "update", "-q"], env=env, check=True)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+                   env=env, check=True)
+
+
+def apt_env(work: Path) -> dict[str, str]:
+    """A private apt configuration under work/apt (its own sources and lists; nothing is
+    installed with it, so the machine's apt state and /boot are untouched)."""
     apt = work / "apt"
     for sub in ("lists/partial", "cache/archives/partial", "etc/sources.list.d",
                 "etc/preferences.d"):
@@ -229,33 +295,71 @@ def fetch_kernel(work: Path, package: str) -> Path:
         f'Dir::Etc::preferencesparts "{apt}/etc/preferences.d";\n'
         f'Dir::State::lists "{apt}/lists";\n'
         f'Dir::Cache "{apt}/cache";\n')
-    env = dict(os.environ, APT_CONFIG=str(conf))
-    subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+    return dict(os.environ, APT_CONFIG=str(conf))
+
+
+def newest_package(names: list[str], pattern: str) -> str | None:
+    """The newest package of a series (by its ABI number, e.g. 6.1.0-57 over 6.1.0-9)."""
+    rx = re.compile(pattern)
+    hits = [(tuple(int(g) for g in m.groups()), n) for n in names if (m := rx.match(n))]
+    return max(hits)[1] if hits else None
+
+
+def fetch_kernel(work: Path, package: str, pattern: str | None = None) -> tuple[Path, str, str]:
+    """apt-get download + dpkg -x into work/<package>: (vmlinuz path, package, its version).
+    When the pinned package has left the archive (Debian drops old ABIs from -security), the
+    newest package matching ``pattern`` is taken instead, and the README says which."""
     debs = work / "deb"
     debs.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", "-q", package], env=env, check=True, cwd=debs)
+    if not sorted(debs.glob(f"{package}_*.deb")):
+        env = apt_env(work)
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+        got = subprocess.run(["apt-get", "download", "-q", package], env=env, cwd=debs,
+                             check=False)
+        if got.returncode != 0 and pattern is not None:
+            names = subprocess.run(["apt-cache", "pkgnames", "linux-image-"], env=env,
+                                   capture_output=True, text=True, check=True).stdout.split()
+            newer = newest_package(names, pattern)
+            if newer is None:
+                raise SystemExit(f"no package matches {pattern} in {APT_SOURCES}")
+            print(f"{package} is not in the archive any more; taking {newer}", flush=True)
+            package = newer
+            subprocess.run(["apt-get", "download", "-q", package], env=env, cwd=debs, check=True)
+        elif got.returncode != 0:
+            raise SystemExit(f"apt-get download {package} failed")
     deb = sorted(debs.glob(f"{package}_*.deb"))[-1]
-    subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-    return sorted((root / "boot").glob("vmlinuz-*"))[0]
+    version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    root = work / package
+    if not sorted((root / "boot").glob("vmlinuz-*")):
+        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+    return sorted((root / "boot").glob("vmlinuz-*"))[0], package, version
 
 
-def qemu_command(cfg: Config, kernel: Path, initrd: Path) -> list[str]:
+def kernel_cmdline(kaslr: bool = False) -> str:
+    """no_hash_pointers: ptr= and page= print real addresses (lib/vsprintf.c); nokaslr unless
+    asked, so the direct map starts at 0xffff888000000000 (with KASLR it moves in 1 GiB steps
+    and a checker has to infer it from the trace)."""
+    return CMDLINE if not kaslr else CMDLINE.replace(" nokaslr", "")
+
+
+def qemu_command(cfg: Config, kernel: Path, initrd: Path, kaslr: bool = False) -> list[str]:
     return ["qemu-system-x86_64", "-accel", "tcg,thread=single", "-nographic", "-no-reboot",
             *cfg.qemu_args(), "-kernel", str(kernel), "-initrd", str(initrd),
-            "-append", CMDLINE]
+            "-append", kernel_cmdline(kaslr)]
 
 
-def boot(cfg: Config, kernel: Path, work: Path, timeout: int) -> tuple[Path, list[str]]:
-    """Run qemu once; the console log is saved as work/<config>/console.log."""
-    d = work / cfg.name
-    d.mkdir(parents=True, exist_ok=True)
-    initrd = d / "initramfs.cpio"
+def boot(cfg: Config, kernel: Path, run: Path, timeout: int,
+         kaslr: bool = False) -> tuple[Path, list[str]]:
+    """Run qemu once (nice'd: the machine is shared); the console log is run/console.log."""
+    run.mkdir(parents=True, exist_ok=True)
+    initrd = run / "initramfs.cpio"
     build_initramfs(cfg, initrd)
-    cmd = qemu_command(cfg, kernel, initrd)
-    log = d / "console.log"
+    cmd = qemu_command(cfg, kernel, initrd, kaslr)
+    log = run / "console.log"
     with log.open("wb") as f:
-        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                       timeout=timeout, check=False)
+        subprocess.run(["nice", "-n", "10", *cmd], stdin=subprocess.DEVNULL, stdout=f,
+                       stderr=subprocess.STDOUT, timeout=timeout, check=False)
     return log, cmd
 
 
@@ -275,8 +379,21 @@ def split_log(text: str) -> dict[str, str]:
     return out
 
 
+def event_counts(trace: str) -> dict[str, int]:
+    """Events by name in ftrace text output (lines ``task-pid [cpu] flags ts: name: fields``)."""
+    counts: dict[str, int] = {}
+    for line in trace.splitlines():
+        if line.startswith("#"):
+            continue
+        m = EVENT.search(line)
+        if m:
+            counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def write_fixtures(cfg: Config, sections: dict[str, str], out: Path, cmd: list[str],
-                   package: str) -> list[tuple[str, int, str]]:
+                   package: str, deb_version: str = "",
+                   invocation: str = "") -> list[tuple[str, int, str]]:
     """One file per section (xz above XZ_ABOVE bytes) and README.md; returns the rows."""
     d = out / cfg.name
     d.mkdir(parents=True, exist_ok=True)
@@ -287,24 +404,37 @@ def write_fixtures(cfg: Config, sections: dict[str, str], out: Path, cmd: list[s
     for name, body in sections.items():
         data = body.encode()
         fname = name
-        if len(data) > XZ_ABOVE:
+        if len(data) > XZ_ABOVE or (name == "trace" and data):
             data = lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
             fname += ".xz"
         (d / fname).write_bytes(data)
         rows.append((fname, len(data), about.get(name, name)))
     version = sections.get("version", "?").strip()
-    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True,
-                          check=False).stdout.split("\n")[0]
+    qemu = "?"
+    if shutil.which("qemu-system-x86_64"):
+        qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                              text=True, check=False).stdout.split("\n")[0]
     table = "\n".join(f"| `{n}` | {s} | {a} |" for n, s, a in rows)
+    counts = event_counts(sections.get("trace", ""))
+    events = ", ".join(f"`{k}` {v}" for k, v in counts.items())
+    work = sections.get("trace_workload", "")
+    deb = f" version `{deb_version}`" if deb_version else ""
     (d / "README.md").write_text(
         f"# {cfg.name}: {cfg.about}\n\n"
         f"Captured by `tools/capture_kernel.py` on {dt.date.today().isoformat()} from Debian "
-        f"package `{package}`.\n\n"
-        f"Kernel: `{version}`\n\n"
+        f"package `{package}`{deb}"
+        + (f", with\n\n```sh\n{invocation}\n```\n\n" if invocation else ".\n\n")
+        + f"Kernel: `{version}`\n\n"
+        f"Kernel command line: `{sections.get('cmdline', '?').strip()}`\n\n"
         f"qemu: `{qemu}`; host kernel `{os.uname().release}`, no KVM (TCG).\n\n"
-        "qemu command line (the initramfs is built by the tool):\n\n"
+        "qemu command line (the initramfs is built by the tool; the tool runs it under "
+        "`nice -n 10`):\n\n"
         f"```sh\n{shlex.join(cmd)}\n```\n\n"
-        "| file | bytes | what |\n|---|---:|---|\n"
+        + (f"Traced workload (`trace_workload`, run by busybox sh with `events/kmem` and, where "
+           f"the kernel has them, `events/vmalloc` enabled, {BUFFER_KB} KiB ring buffer per CPU, "
+           f"overwrite off):\n\n```sh\n{work}```\n\nEvents in `trace`: {events} "
+           f"({sum(counts.values())} in all).\n\n" if work else "")
+        + "| file | bytes | what |\n|---|---:|---|\n"
         f"{table}\n\n"
         "Files are the exact text the guest printed (the serial console's CRLF turned back into "
         "LF); `.xz` files are xz-compressed. Everything before the trace section was read "
@@ -343,39 +473,53 @@ def capture_host(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("configs", nargs="*", default=list(CONFIGS),
-                   help=f"machine shapes ({', '.join(CONFIGS)}), or 'host'")
+    p.add_argument("configs", nargs="*",
+                   help=f"machine shapes ({', '.join(CONFIGS)}; default: "
+                   f"{', '.join(DEFAULT_CONFIGS['6.12'])}), or 'host'")
+    p.add_argument("--kernel", "--kernel-version", dest="kernel", choices=sorted(KERNELS),
+                   default="6.12", help="which Debian kernel series (default 6.12)")
     p.add_argument("--work", type=Path, default=Path("/work/kcap"),
                    help="work folder outside the repository (kernel, initramfs, console logs)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture folder")
-    p.add_argument("--package", default=DEFAULT_PACKAGE, help="Debian kernel image package")
+    p.add_argument("--out", type=Path, help="fixture folder (default tests/fixtures/linux-KERNEL)")
+    p.add_argument("--package", help="Debian kernel image package (default: the pinned one)")
+    p.add_argument("--kaslr", action="store_true",
+                   help="boot without nokaslr: the direct map base is randomised")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per boot")
+    p.add_argument("--no-install", action="store_true",
+                   help="do not apt-get install qemu-system-x86 / busybox-static when missing")
     p.add_argument("--from-log", action="store_true",
-                   help="re-split work/<config>/console.log without booting")
+                   help="re-split the saved console log of each config without booting")
     args = p.parse_args(argv)
+    kern = KERNELS[args.kernel]
+    out: Path = args.out or FIXTURES / f"linux-{kern.version}"
     if args.configs == ["host"]:
-        capture_host(args.out)
+        capture_host(out)
         return 0
-    for name in args.configs:
+    configs = args.configs or list(DEFAULT_CONFIGS[kern.version])
+    for name in configs:
         if name not in CONFIGS:
             p.error(f"unknown config {name!r}")
-    if not BUSYBOX.exists() or shutil.which("qemu-system-x86_64") is None:
-        p.error("needs qemu-system-x86 and busybox-static (apt-get install them)")
-    kernel = fetch_kernel(args.work, args.package)
-    for name in args.configs:
+    if not args.from_log:
+        ensure_tools(install=not args.no_install)
+    kernel, package, deb_version = fetch_kernel(
+        args.work, args.package or kern.package, None if args.package else kern.pattern)
+    for name in configs:
         cfg = CONFIGS[name]
-        log = args.work / cfg.name / "console.log"
-        cmd = qemu_command(cfg, kernel, args.work / cfg.name / "initramfs.cpio")
+        run = args.work / "runs" / f"linux-{kern.version}" / cfg.name
+        log = run / "console.log"
+        cmd = qemu_command(cfg, kernel, run / "initramfs.cpio", args.kaslr)
         if not args.from_log:
             print(f"booting {cfg.name}: {shlex.join(cmd)}", flush=True)
-            log, cmd = boot(cfg, kernel, args.work, args.timeout)
+            log, cmd = boot(cfg, kernel, run, args.timeout, args.kaslr)
         text = log.read_bytes().decode("utf-8", "replace")
         if "@@KCAP DONE@@" not in text:
             print(f"{cfg.name}: the guest did not finish; see {log}", file=sys.stderr)
             return 1
-        rows = write_fixtures(cfg, split_log(text), args.out, cmd, args.package)
+        flags = f"--kernel {kern.version}" + (" --kaslr" if args.kaslr else "")
+        rows = write_fixtures(cfg, split_log(text), out, cmd, package, deb_version,
+                              f"python tools/capture_kernel.py {flags} {cfg.name}")
         total = sum(s for _, s, _ in rows)
-        print(f"{cfg.name}: {len(rows)} files, {total} bytes in {args.out / cfg.name}")
+        print(f"{cfg.name}: {len(rows)} files, {total} bytes in {out / cfg.name}")
     return 0
 
 

@@ -1,0 +1,119 @@
+"""Trace checker benchmark (part of ``make bench``; ``python -m benchmarks.trace`` alone).
+
+* The input: traces made by the model (tracecheck/emit.py drives impl/page_alloc.py and
+  impl/slab_common.py and prints every event in the kernel's exact TP_printk format: kmalloc
+  of random sizes with the large path, kmem_cache_alloc/free of four caches with their slab
+  pages, alloc_pages of orders 0-3, batched frees, four CPUs, some softirq context), about
+  4,000 objects live, at two lengths (800,000 and 1,600,000 events). They are written once
+  to build/ and reused.
+* The figure: the whole command, ``kmemspec check-trace FILE --json`` in a fresh process,
+  start-up included; events per second from wall time and from the child's CPU time (user +
+  sys: this sandbox's 2 cores are shared, so wall time is noisy), medians of repetitions.
+* Memory: the child's peak resident set (ru_maxrss) at both lengths: flat when memory
+  follows the live objects and not the trace length.
+
+Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+LENGTHS = (800_000, 1_600_000)
+QUICK_LENGTHS = (100_000, 200_000)
+TARGET_EVENTS_PER_S = 300_000
+CHILD = ("import resource, sys\n"
+         "from cli.main import main\n"
+         "rc = main(['check-trace', '--json', sys.argv[1]])\n"
+         "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+         "sys.exit(rc)\n")
+
+
+def trace_file(n: int, seed: int = 1) -> Path:
+    """The generated trace of ``n`` events (made once, kept in build/)."""
+    from tracecheck.emit import generate
+
+    p = BUILD / f"trace-bench-{n}-s{seed}.txt"
+    if not p.exists():
+        BUILD.mkdir(exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            f.writelines(generate(n, seed=seed))
+        tmp.replace(p)
+    return p
+
+
+def run_once(path: Path) -> dict[str, Any]:
+    """One fresh ``kmemspec check-trace --json`` process on ``path``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", CHILD, str(path)], cwd=ROOT,
+                       capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise RuntimeError(f"check-trace exited {p.returncode} on {path}: {p.stderr[-400:]}")
+    doc = json.loads(p.stdout)
+    maxrss_kb = int(p.stderr.rsplit("MAXRSS", 1)[1].split()[0])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    events = sum(doc["events"].values())
+    return {"events": events, "wall_s": wall, "cpu_s": cpu, "maxrss_mb": maxrss_kb / 1024,
+            "violations": len(doc["violations"]), "live_objects": doc["live"]["objects"]}
+
+
+def run(quick: bool = False, reps: int = 3) -> dict[str, Any]:
+    """Both lengths, ``reps`` runs each, interleaved; medians."""
+    lengths = QUICK_LENGTHS if quick else LENGTHS
+    paths = {n: trace_file(n) for n in lengths}
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in lengths}
+    for _ in range(reps):
+        for n in lengths:
+            runs[n].append(run_once(paths[n]))
+    out: dict[str, Any] = {"load_average": os.getloadavg(), "reps": reps, "lengths": {}}
+    for n in lengths:
+        rs = runs[n]
+        ev = rs[0]["events"]
+        out["lengths"][str(n)] = {
+            "events": ev,
+            "file_mb": paths[n].stat().st_size / 1e6,
+            "wall_s": statistics.median(r["wall_s"] for r in rs),
+            "cpu_s": statistics.median(r["cpu_s"] for r in rs),
+            "events_per_s_wall": statistics.median(ev / r["wall_s"] for r in rs),
+            "events_per_s_cpu": statistics.median(ev / r["cpu_s"] for r in rs),
+            "maxrss_mb": statistics.median(r["maxrss_mb"] for r in rs),
+            "violations": rs[0]["violations"],
+            "live_objects": rs[0]["live_objects"],
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.trace", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="100k and 200k events")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args(argv)
+    r = run(args.quick, args.reps)
+    print(f"load average {r['load_average'][0]:.2f}; medians of {r['reps']} runs; "
+          f"target >= {TARGET_EVENTS_PER_S:,} events/s")
+    for n, v in r["lengths"].items():
+        print(f"{int(n):>9,} events ({v['file_mb']:.0f} MB): {v['events_per_s_wall']:>9,.0f} "
+              f"events/s wall ({v['wall_s']:.2f} s), {v['events_per_s_cpu']:>9,.0f} events/s "
+              f"CPU ({v['cpu_s']:.2f} s), peak RSS {v['maxrss_mb']:.1f} MB, "
+              f"{v['live_objects']:,} objects live at the end, {v['violations']} violations")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""vmalloc benchmarks (part of ``make bench``; ``python -m benchmarks.vmalloc`` alone).
+
+* vmalloc(64 KiB) + vfree pairs per second on the default machine, 64 live areas, each step
+  frees a random live area and allocates a new one (16 order-0 pages from the buddy
+  allocator, 16 PTEs, the range allocator, the lazy purge every ~1,900 frees).
+* vmalloc_to_pfn lookups per second: random addresses inside the live areas (a page-table
+  walk each).
+* Each beside a bare-bones vmalloc written here (a bump pointer with exact-size free lists
+  for addresses, a Python list of free pfns, a dict as the page table), run interleaved in
+  the same process: the ratio is what the model's structure (the augmented free tree, the
+  buddy allocator's pages, real 4-level page tables, the checks) costs over the plainest
+  correct allocator.
+* The cost per vmalloc(64 KiB)+vfree pair with 10 and with 100,000 live areas (one-page
+  areas, every other one freed and purged, so the free tree also holds as many holes, too
+  small for the request): the range allocator walks one tree path, so the two must be close.
+
+Medians of repetitions; timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from impl.machine import MachineConfig
+from impl.page_alloc import PageAllocator
+from impl.vmalloc import Vmalloc
+
+SIZE = 64 * 1024
+PAGE = 4096
+LIVE = 64
+STEPS = 3000
+LOOKUPS = 50_000
+REPS = 5
+TARGET_PAIRS = 20_000
+TARGET_LOOKUPS = 500_000
+
+
+class BareVmalloc:
+    """The plainest vmalloc: addresses from a bump pointer and exact-size free lists (with a
+    guard page), pages popped from a list of free pfns, PTEs in a dict keyed by page."""
+
+    def __init__(self, pages: int = 1 << 20) -> None:
+        self.next = 0xFFFFC90000000000
+        self.free_va: dict[int, list[int]] = {}
+        self.free_pfns = list(range(pages))
+        self.pt: dict[int, int] = {}
+        self.areas: dict[int, tuple[int, list[int]]] = {}
+
+    def vmalloc(self, size: int) -> int:
+        n = (size + PAGE - 1) // PAGE
+        lst = self.free_va.get(n)
+        if lst:
+            va = lst.pop()
+        else:
+            va = self.next
+            self.next += (n + 1) * PAGE
+        pfns = [self.free_pfns.pop() for _ in range(n)]
+        for i, p in enumerate(pfns):
+            self.pt[(va >> 12) + i] = p
+        self.areas[va] = (n, pfns)
+        return va
+
+    def vfree(self, va: int) -> None:
+        n, pfns = self.areas.pop(va)
+        for i in range(n):
+            del self.pt[(va >> 12) + i]
+        self.free_pfns.extend(pfns)
+        self.free_va.setdefault(n, []).append(va)
+
+    def vmalloc_to_pfn(self, va: int) -> int | None:
+        return self.pt.get(va >> 12)
+
+
+def _pairs(alloc: Callable[[int], int | None], free: Callable[[int], None],
+           victims: list[int]) -> float:
+    """Pairs per second of vfree(random live) + vmalloc(64 KiB), LIVE areas kept live."""
+    live = [alloc(SIZE) for _ in range(LIVE)]
+    t0 = time.perf_counter()
+    for j in victims:
+        a = live[j]
+        assert a is not None
+        free(a)
+        live[j] = alloc(SIZE)
+    dt = time.perf_counter() - t0
+    for a in live:
+        assert a is not None
+        free(a)
+    return len(victims) / dt
+
+
+def _lookups(alloc: Callable[[int], int | None], free: Callable[[int], None],
+             lookup: Callable[[int], int | None], rng: random.Random) -> float:
+    live = [alloc(SIZE) for _ in range(LIVE)]
+    addrs = []
+    for _ in range(LOOKUPS):
+        a = live[rng.randrange(LIVE)]
+        assert a is not None
+        addrs.append(a + rng.randrange(SIZE))
+    t0 = time.perf_counter()
+    for a in addrs:
+        lookup(a)
+    dt = time.perf_counter() - t0
+    for a in live:
+        assert a is not None
+        free(a)
+    return LOOKUPS / dt
+
+
+def bench_pairs(seed: int = 1) -> dict[str, float]:
+    """vmalloc+vfree pairs and vmalloc_to_pfn lookups per second, beside the bare vmalloc."""
+    rng = random.Random(seed)
+    victims = [rng.randrange(LIVE) for _ in range(STEPS)]
+    v = Vmalloc(PageAllocator(MachineConfig.default()))
+    real, bare, look, bare_look = [], [], [], []
+    for rep in range(REPS):
+        real.append(_pairs(v.vmalloc, v.vfree, victims))
+        b = BareVmalloc()
+        bare.append(_pairs(b.vmalloc, b.vfree, victims))
+        look.append(_lookups(v.vmalloc, v.vfree, v.vmalloc_to_pfn, random.Random(rep)))
+        b = BareVmalloc()
+        bare_look.append(_lookups(b.vmalloc, b.vfree, b.vmalloc_to_pfn, random.Random(rep)))
+    out = {"vmalloc_pairs_per_s": statistics.median(real),
+           "bare_vmalloc_pairs_per_s": statistics.median(bare),
+           "vmalloc_to_pfn_per_s": statistics.median(look),
+           "bare_lookups_per_s": statistics.median(bare_look)}
+    out["vmalloc_ratio"] = out["vmalloc_pairs_per_s"] / out["bare_vmalloc_pairs_per_s"]
+    out["lookup_ratio"] = out["vmalloc_to_pfn_per_s"] / out["bare_lookups_per_s"]
+    return out
+
+
+def bench_live_areas(counts: tuple[int, ...] = (10, 100_000), seed: int = 2
+                     ) -> dict[str, float]:
+    """ns per vmalloc(64 KiB)+vfree pair with ``n`` live one-page areas and ``n`` free holes
+    between them (2n allocated, every other one freed, the lazy list purged)."""
+    out: dict[str, float] = {}
+    for n in counts:
+        v = Vmalloc(PageAllocator(MachineConfig.default()))
+        areas = [v.vmalloc(PAGE) for _ in range(2 * n)]
+        for a in areas[::2]:
+            assert a is not None
+            v.vfree(a)
+        v.purge_vmap_area_lazy()
+        rng = random.Random(seed)
+        victims = [rng.randrange(8) for _ in range(STEPS)]
+        times = []
+        for _ in range(REPS):
+            times.append(1e9 / _pairs_small(v, victims))
+        out[f"ns_per_pair_{n}_live"] = statistics.median(times)
+        out[f"live_areas_{n}"] = float(len(v.busy))
+        out[f"free_blocks_{n}"] = float(v.free.count)
+    lo, hi = counts
+    out["ratio_live"] = out[f"ns_per_pair_{hi}_live"] / out[f"ns_per_pair_{lo}_live"]
+    return out
+
+
+def _pairs_small(v: Vmalloc, victims: list[int]) -> float:
+    """Pairs per second with 8 areas of 64 KiB in rotation on top of the live ones."""
+    live = [v.vmalloc(SIZE) for _ in range(8)]
+    t0 = time.perf_counter()
+    for j in victims:
+        a = live[j]
+        assert a is not None
+        v.vfree(a)
+        live[j] = v.vmalloc(SIZE)
+    dt = time.perf_counter() - t0
+    for a in live:
+        assert a is not None
+        v.vfree(a)
+    return len(victims) / dt
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    """Every vmalloc figure, as a flat dict (``make bench`` merges it into build/bench.json);
+    ``quick``: 10 vs 10,000 live areas instead of 100,000."""
+    return {**bench_pairs(), **bench_live_areas((10, 10_000) if quick else (10, 100_000))}
+
+
+def main() -> int:
+    figures = run(quick="--quick" in sys.argv)
+    for k, val in figures.items():
+        print(f"{k:32} {val:14,.3f}")
+    Path("build").mkdir(exist_ok=True)
+    Path("build/bench-vmalloc.json").write_text(json.dumps(figures, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""``kmemspec check-trace FILE... [--formats DIR] [--page-offset HEX] [--json] [--plot DIR]``:
+replay a Linux kmem/vmalloc trace and judge it against the specification (tracecheck/).
+
+Exit status: 0 no violation, 1 at least one violation, 2 a usage error or an unreadable file
+(one ``kmemspec: error:`` line, never a traceback). Malformed lines are reported with their
+line numbers and do not change the exit status: the rest of the file is still checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from spec.errors import KmemError
+
+
+class CheckTraceUsageError(KmemError, ValueError):
+    """A bad option value (--page-offset that is not a number, --top below 1, ...)."""
+
+
+def _hex(text: str) -> int:
+    try:
+        v = int(text, 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a hex number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return v
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``check-trace`` subcommand on ``kmemspec``'s subparsers."""
+    sp = sub.add_parser(
+        "check-trace",
+        help="check a kernel kmem/vmalloc trace against the specification",
+        description="Replay /sys/kernel/tracing/trace, trace_pipe, per_cpu/cpuN/trace or "
+                    "`trace-cmd report` output of Linux 6.1+ (plain, xz, gz, bz2, zst; '-' "
+                    "= stdin; several files are merged by timestamp) and check every "
+                    "allocation rule. Exit 0: no violation, 1: violation, 2: usage error or "
+                    "unreadable file.")
+    sp.add_argument("files", nargs="+", metavar="FILE")
+    sp.add_argument("--formats", metavar="DIR",
+                    help="tracepoint format files (events/kmem/*/format, or one file of them "
+                         "concatenated): read fields by name from their print fmt")
+    sp.add_argument("--page-offset", type=_hex, metavar="HEX",
+                    help="the direct-map base (page_offset_base, 0xffff888000000000 without "
+                         "KASLR); inferred from the trace when not given")
+    sp.add_argument("--zoneinfo", metavar="FILE",
+                    help="the machine's /proc/zoneinfo: pfn ranges per node, to report which "
+                         "node served allocations that asked for one (node=)")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+    sp.add_argument("--plot", metavar="DIR",
+                    help="write PNG pictures (physical memory over time, fragmentation) here")
+    sp.add_argument("--strict", action="store_true",
+                    help="also report what untraced kernel paths could explain (bulk "
+                         "allocations and frees)")
+    sp.add_argument("--reorder-window", type=float, default=0.001, metavar="SECONDS",
+                    help="clock skew tolerated between CPUs (default %(default)s)")
+    sp.add_argument("--top", type=int, default=15, metavar="N",
+                    help="rows of the cache and call-site tables (default %(default)s)")
+    sp.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the trace and print the report; the exit status."""
+    from tracecheck.check import check_trace
+
+    if args.top < 1:
+        raise CheckTraceUsageError(f"--top must be at least 1, got {args.top}")
+    if args.reorder_window < 0:
+        raise CheckTraceUsageError("--reorder-window must not be negative")
+    if args.files.count("-") > 1:
+        raise CheckTraceUsageError("standard input ('-') can be read only once")
+    recorder = None
+    if args.plot:
+        from tracecheck.plot import Recorder
+        recorder = Recorder()
+    report = check_trace(args.files, formats_dir=args.formats, page_offset=args.page_offset,
+                         reorder_window=args.reorder_window, strict=args.strict,
+                         recorder=recorder, zoneinfo=args.zoneinfo)
+    written: list[str] = []
+    if recorder is not None:
+        from tracecheck.plot import write_plots
+        try:
+            written = write_plots(recorder, report, args.plot)
+        except OSError as e:
+            raise CheckTraceUsageError(f"--plot {args.plot}: {e}") from None
+    if args.json:
+        out = report.as_json()
+        out["plots"] = written
+        json.dump(out, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        from rich.console import Console
+
+        from tracecheck.report import render
+        console = Console(width=max(Console().width, 120))
+        render(report, console, top=args.top)
+        for p in written:
+            console.print(f"wrote {p}", highlight=False)
+    return 0 if report.ok else 1

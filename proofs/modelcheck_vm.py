@@ -1,0 +1,567 @@
+"""Explicit-state model checking of virtual memory together with pages, slabs and kmalloc.
+
+Breadth-first search from boot over ONE system of the real classes: a PageAllocator, a
+SlabAllocator (kmem_cache_init, mm/slab_common.c), init_mm's PageTable (impl/pgtable.py),
+Vmalloc on it (mm/vmalloc.c) and Processes whose PGDs clone its kernel half (kernel/fork.c,
+mm/memory.c). The kit is proofs/modelcheck.py's: :class:`~proofs.modelcheck.Result` (the same
+``RESULT ...`` line proofs/checks_extra.py parses), :class:`~proofs.modelcheck.Violation`
+with the shortest path from boot, :class:`~proofs.modelcheck.Clock` for the budget and the
+progress line, :func:`~proofs.modelcheck.print_outcome`, and proofs/mcstate.py's complete key
+of the page allocator.
+
+Machine (:func:`vm_machine`): one node, one CPU, one Normal zone of 128 pages, MAX_PAGE_ORDER
+3, min watermark 4 (so a vmalloc, a process's tables and a slab all fit, and the watermark
+path is reachable only in long runs).
+
+Operations, in every state (``L`` = :attr:`VmBounds.max_live` live things: vmalloc areas,
+kmalloc objects, alloc_pages blocks and processes together; ``S`` = :attr:`VmBounds.max_procs`
+processes created in a run, by spawn or fork):
+
+* ``vmalloc(4096)`` with GFP_KERNEL in process context (mm/vmalloc.c __vmalloc_node_range:
+  one page, one guard page, page tables on demand) and in hardirq context, where it must
+  raise SleepInAtomicError and change nothing; ``vfree`` of every live area; the invalid
+  vfrees: the area's guard page (not an area start), a freed area still on the lazy list
+  (double vfree), a kmalloc address (a direct-map address); ``purge_vmap_area_lazy`` when
+  areas wait on the lazy list.
+* ``kmalloc(64, GFP_KERNEL)`` and ``kfree`` of every live object; ``alloc_pages_node(-1,
+  GFP_KERNEL, 0)`` and ``free_pages`` of every live block.
+* ``spawn`` (a process with one anonymous page-sized VMA: mm_alloc + pgd_alloc + do_mmap),
+  ``fault`` of its page (do_anonymous_page: GFP_HIGHUSER_MOVABLE, PUD/PMD/PTE tables on
+  demand with GFP_PGTABLE_USER), a fault outside the VMA (SegfaultError, nothing changed),
+  ``munmap`` of the VMA, ``fork`` (dup_mmap, copy-on-write) and ``exit`` (exit_mmap:
+  zap, free_pgtables, pgd_free); exit of a pid that does not exist (NoSuchProcessError).
+
+State constraint: a state with more than one area on the lazy list is checked but not
+expanded (without purges the lazy list grows with every vmalloc/vfree pair until
+lazy_max_pages, 8,192 pages on one CPU).
+
+Checked in every new state: the page invariants (spec/invariants.py, block-level
+encodings), the slab invariants (spec/slab_state.py), the vmalloc invariants (spec/vm_state.py
+on abstract_vm), the process invariants (spec/mm_state.py on abstract_mm, and its step
+invariant mm.unmovable_stay on every transition), the tree invariants of every page-table
+tree (spec/pgtable_state.py), that the trees' table pages are disjoint and are exactly the
+pages the allocator records as owned by page tables, and that ``nr_page_table_pages`` is the
+number of PUD/PMD/PTE tables of all trees; and the model: the live areas, objects, blocks and
+processes are exactly the model's. Checked on every transition: the expected error type and,
+after an error, the whole state unchanged (the complete key). Vacuity: :data:`WITNESSES`
+must all occur.
+
+State identity (:func:`state_key`): the page allocator's complete key (proofs/mcstate.py),
+the slab part of SlabAllocator.snapshot(), Vmalloc.snapshot() and its lazy-node map, every
+page-table tree's tables, every process's VMAs, PTE index, reverse map, anonymous pages and
+counters, and the model. A state is restored by unpickling the whole system.
+
+Seeded bugs (``--mutant NAME``, :data:`MUTANTS`): impl/pgtable.py changed in this process
+only; the violation's path is replayed on the real classes (the line proofs/checks_extra.py
+reads).
+
+Usage: ``python -m proofs.modelcheck_vm [--max-live L] [--max-procs S] [--depth D]
+[--budget S] [--mutant NAME] [--require-witnesses] [--require-exhaustive]``; exit status as
+proofs/modelcheck.py: 0 clean, 1 violation, 2 a witness never occurred, 3 not exhausted with
+``--require-exhaustive``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from impl.abstraction import abstract
+from impl.fork import Processes, abstract_mm
+from impl.machine import MachineConfig
+from impl.page_alloc import OWNER_PAGES, PageAllocator
+from impl.pgtable import OWNER_PGTABLE, PageTable
+from impl.slab_common import SlabAllocator, abstract_slabs
+from impl.vmalloc import Vmalloc, abstract_vm
+from proofs import mcstate
+from proofs.modelcheck import Clock, Result, Violation, print_outcome
+from spec.context import Context
+from spec.errors import (
+    KmemError,
+    NoSuchProcessError,
+    SegfaultError,
+    SleepInAtomicError,
+    VfreeError,
+)
+from spec.gfp import GFP_KERNEL
+from spec.invariants import violated
+from spec.layout import PAGE_SIZE
+from spec.mm_state import MmState, mm_step_violations, mm_violations
+from spec.slab_state import slab_violations
+from spec.vm_state import vm_violations
+
+PAGES = 128
+MAX_ORDER = 3
+MIN_PAGES = 4
+BUDGET_S = 60.0  # wall seconds for make verify's row (CPU about 10 s on an idle core)
+REPLAY = "the real PageAllocator on the same path: "  # read by proofs/checks_extra.py
+
+
+def vm_machine(pages: int = PAGES) -> MachineConfig:
+    """One node, one CPU, one Normal zone of ``pages`` pages."""
+    return MachineConfig.flat(pages, nodes=1, max_order=MAX_ORDER, min_pages=MIN_PAGES,
+                              name=f"vm-flat{pages}")
+
+
+@dataclass(frozen=True)
+class VmBounds:
+    """The bound of a run: live things, processes created, lazy areas expanded, depth."""
+
+    max_live: int = 2
+    max_procs: int = 2
+    max_lazy: int = 1
+    depth: int | None = None
+
+    def text(self) -> str:
+        return (f"max_live={self.max_live},max_procs={self.max_procs},"
+                f"max_lazy={self.max_lazy},depth={self.depth if self.depth is not None else '-'}")
+
+
+DEFAULT_BOUNDS = VmBounds(max_live=1, max_procs=2)
+LONG_BOUNDS = VmBounds(max_live=2, max_procs=2)
+
+
+@dataclass(frozen=True)
+class Model:
+    """What the checker expects to be live. ``procs``: (pid, mapped, faulted)."""
+
+    areas: tuple[int, ...] = ()
+    objs: tuple[int, ...] = ()
+    blocks: tuple[int, ...] = ()
+    procs: tuple[tuple[int, bool, bool], ...] = ()
+    created: int = 0  # processes created so far (spawn and fork)
+
+    @property
+    def live(self) -> int:
+        """Live kernel things (processes are bounded by ``created``)."""
+        return len(self.areas) + len(self.objs) + len(self.blocks)
+
+
+class System:
+    """The real classes, wired as the kernel wires them: one page allocator under the slab
+    allocator, vmalloc on init_mm's tree, processes cloning its kernel half."""
+
+    def __init__(self, machine: MachineConfig) -> None:
+        self.pa = PageAllocator(machine)
+        self.sa = SlabAllocator(self.pa, nr_cpus=1)
+        self.kernel = PageTable(self.pa, user=False)
+        self.vm = Vmalloc(self.pa, pgtable=self.kernel)
+        self.ps = Processes(self.pa, kernel=self.kernel)
+
+    def trees(self) -> list[tuple[str, PageTable]]:
+        return [("init_mm", self.kernel),
+                *((f"pid {pid}", self.ps.pgd(mm)) for pid, mm in self.ps.mms.items())]
+
+
+@dataclass(frozen=True)
+class VmOp:
+    """One transition: ``kind`` and its arguments; ``expect`` the typed error it must raise
+    (then nothing may change)."""
+
+    kind: str
+    arg: int = 0
+    expect: type[KmemError] | None = None
+
+    def label(self) -> str:
+        a = f"({self.arg:#x})" if self.arg > 0xFFFF else f"({self.arg})"
+        return self.kind + a + (f" -> {self.expect.__name__}" if self.expect else "")
+
+
+USER_LEN = PAGE_SIZE
+
+
+def enabled(sysm: System, m: Model, b: VmBounds) -> list[VmOp]:
+    """Every operation of the state (module docstring)."""
+    ops: list[VmOp] = [VmOp("vmalloc_hardirq", 4096, SleepInAtomicError),
+                       VmOp("exit", 99, NoSuchProcessError)]
+    if m.live < b.max_live:
+        ops += [VmOp("vmalloc", 4096), VmOp("kmalloc", 64), VmOp("alloc_pages", 0)]
+    more = m.created < b.max_procs
+    if more:
+        ops.append(VmOp("spawn"))
+    for a in m.areas:
+        ops += [VmOp("vfree", a), VmOp("vfree", a + PAGE_SIZE, VfreeError)]
+    for a in sorted(sysm.vm.lazy):
+        ops.append(VmOp("vfree", a, VfreeError))
+    if sysm.vm.lazy:
+        ops.append(VmOp("purge"))
+    for o in m.objs:
+        ops += [VmOp("kfree", o), VmOp("vfree", o, VfreeError)]
+    for p in m.blocks:
+        ops.append(VmOp("free_pages", p))
+    for pid, mapped, faulted in m.procs:
+        if mapped and not faulted:
+            ops.append(VmOp("fault", pid))
+        if mapped:
+            ops += [VmOp("munmap", pid), VmOp("fault_outside", pid, SegfaultError)]
+        if more:
+            ops.append(VmOp("fork", pid))
+        ops.append(VmOp("exit", pid))
+    return ops
+
+
+def _proc(m: Model, pid: int) -> tuple[int, bool, bool]:
+    return next(p for p in m.procs if p[0] == pid)
+
+
+def _set_proc(m: Model, pid: int, mapped: bool, faulted: bool) -> Model:
+    return replace(m, procs=tuple((p, mapped, faulted) if p == pid else (p, mp, f)
+                                  for p, mp, f in m.procs))
+
+
+def apply(sysm: System, m: Model, op: VmOp) -> tuple[Model, str]:
+    """Run ``op`` on the real classes; the new model and a description of the result."""
+    vm, sa, pa, ps = sysm.vm, sysm.sa, sysm.pa, sysm.ps
+    k, x = op.kind, op.arg
+    if k == "vmalloc":
+        a = vm.vmalloc(x)
+        return (m if a is None else replace(m, areas=(*m.areas, a))), f"{a and hex(a)}"
+    if k == "vmalloc_hardirq":
+        vm.vmalloc(x, ctx=Context.HARDIRQ)
+        return m, "returned"
+    if k == "vfree":
+        vm.vfree(x)
+        return replace(m, areas=tuple(a for a in m.areas if a != x)), ""
+    if k == "purge":
+        return m, str(vm.purge_vmap_area_lazy())
+    if k == "kmalloc":
+        o = sa.kmalloc(x, GFP_KERNEL)
+        return (m if o is None else replace(m, objs=(*m.objs, o))), f"{o and hex(o)}"
+    if k == "kfree":
+        sa.kfree(x)
+        return replace(m, objs=tuple(o for o in m.objs if o != x)), ""
+    if k == "alloc_pages":
+        p = pa.alloc_pages_node(-1, GFP_KERNEL, x)
+        return (m if p is None else replace(m, blocks=(*m.blocks, p))), f"{p}"
+    if k == "free_pages":
+        pa.free_pages_pfn(x, 0)
+        return replace(m, blocks=tuple(p for p in m.blocks if p != x)), ""
+    if k == "spawn":
+        pid = ps.spawn()
+        ps.mmap(pid, USER_LEN)
+        return replace(m, procs=(*m.procs, (pid, True, False)), created=m.created + 1), str(pid)
+    if k == "fault":
+        pfn = ps.fault(x, ps.mm_of(x).vmas[0].vm_start)
+        return _set_proc(m, x, True, True), str(pfn)
+    if k == "fault_outside":
+        ps.fault(x, ps.mm_of(x).vmas[0].vm_start - 16 * PAGE_SIZE)
+        return m, "returned"
+    if k == "munmap":
+        ps.munmap(x, ps.mm_of(x).vmas[0].vm_start, USER_LEN)
+        return _set_proc(m, x, False, False), ""
+    if k == "fork":
+        child = ps.fork(x)
+        _, mapped, faulted = _proc(m, x)
+        return replace(m, procs=(*m.procs, (child, mapped, faulted)),
+                       created=m.created + 1), str(child)
+    if k == "exit":
+        ps.exit(x)
+        return replace(m, procs=tuple(p for p in m.procs if p[0] != x)), ""
+    raise ValueError(f"unknown operation {k}")
+
+
+# --- state key and checks -------------------------------------------------------------------
+
+StateKey = tuple[Any, ...]
+
+
+def _tree_key(t: PageTable) -> tuple[Any, ...]:
+    return (t.root, t.nr_present, t.freed,
+            tuple(sorted((p, t.levels[p], tuple(e)) for p, e in t.tables.items())))
+
+
+def state_key(sysm: System, m: Model) -> StateKey:
+    """Every field a later operation reads (module docstring), and the model."""
+    ps = sysm.ps
+    mms = tuple((pid, tuple((v.vm_start, v.vm_end, v.vm_flags, v.vm_page_prot, v.anon, v.buffer)
+                            for v in mm.vmas), tuple(mm.starts), tuple(sorted(mm.ptes.items())),
+                 mm.mmap_base, _tree_key(ps.pgd(mm)))
+                for pid, mm in sorted(ps.mms.items()))
+    procs = (mms, tuple(sorted((p, tuple(sorted(r))) for p, r in ps.rmap.items())),
+             tuple(sorted(ps.anon)),
+             tuple(sorted((p, tuple(sorted(c.items()))) for p, c in ps.contents.items())),
+             tuple(sorted(ps.exited)), ps.next_pid, ps.next_bid, len(ps.buffers))
+    snap = sysm.sa.snapshot()
+    return (mcstate.state_key(sysm.pa), snap[:5] + snap[6:], sysm.vm.snapshot(),
+            tuple(sorted(sysm.vm._lazy_vn.items())), _tree_key(sysm.kernel), procs, m)
+
+
+def pgtable_violations(sysm: System) -> list[str]:
+    """The page-table rules across trees: each tree's invariants, disjoint trees, table pages
+    exactly the pages owned by page tables, NR_PAGETABLE = their PUD/PMD/PTE tables."""
+    out: list[str] = []
+    seen: dict[int, str] = {}
+    counted = [0] * len(sysm.pa.nodes)
+    for name, t in sysm.trees():
+        out += [f"{name}: {v}" for v in t.violations()]
+        for p in t.table_pfns():
+            if p in seen:
+                out.append(f"pgtable.disjoint: table {p:#x} is in {seen[p]} and {name}")
+            seen[p] = name
+        for p in t.counted_table_pfns():
+            z = sysm.pa.zone_of_pfn(p)
+            if z is not None:
+                counted[z.nid] += 1
+    owned = {p for p, rec in sysm.pa.allocated.items() if rec[2] == OWNER_PGTABLE}
+    if owned != set(seen):
+        out.append(f"pgtable.owned: pages owned by page tables {sorted(owned - set(seen))} "
+                   f"are in no tree; tree pages {sorted(set(seen) - owned)} are not owned")
+    if counted != sysm.pa.nr_page_table_pages:
+        out.append(f"pgtable.nr_page_table_pages: counter {sysm.pa.nr_page_table_pages}, "
+                   f"the trees have {counted}")
+    return out
+
+
+def model_violations(sysm: System, m: Model) -> list[str]:
+    """The system holds exactly what the model says is live."""
+    out = []
+    if sorted(sysm.vm.busy) != sorted(m.areas):
+        out.append(f"model.areas: live {sorted(sysm.vm.busy)}, expected {sorted(m.areas)}")
+    for p in m.blocks:
+        rec = sysm.pa.allocated.get(p)
+        if rec is None or rec[2] != OWNER_PAGES:
+            out.append(f"model.blocks: block {p} is not an alloc_pages block ({rec})")
+    if sorted(sysm.ps.mms) != sorted(p for p, _, _ in m.procs):
+        out.append(f"model.procs: live {sorted(sysm.ps.mms)}, expected {m.procs}")
+    for pid, mapped, faulted in m.procs:
+        mm = sysm.ps.mms.get(pid)
+        if mm is not None and (bool(mm.vmas) != mapped or bool(mm.ptes) != faulted):
+            out.append(f"model.procs: pid {pid} has {len(mm.vmas)} VMAs and {len(mm.ptes)} "
+                       f"pages, expected mapped={mapped} faulted={faulted}")
+    return out
+
+
+def state_violations(sysm: System, m: Model) -> tuple[list[str], MmState]:
+    """Every state invariant; the abstract mm state (for the step invariant)."""
+    mm = abstract_mm(sysm.ps)
+    bad = [f"page: {v}" for v in violated(abstract(sysm.pa), fast=True)]
+    bad += slab_violations(abstract_slabs(sysm.sa))
+    bad += vm_violations(abstract_vm(sysm.vm))
+    bad += mm_violations(mm)
+    bad += pgtable_violations(sysm)
+    bad += model_violations(sysm, m)
+    return bad, mm
+
+
+WITNESSES = ("vmalloc", "vfree", "vfree refused", "vmalloc in hardirq refused", "purge",
+             "kmalloc", "kfree", "alloc_pages", "free_pages", "spawn", "fault", "munmap",
+             "fork", "exit", "exit refused", "fault outside refused",
+             "vmalloc allocating page tables", "vmalloc reusing kernel page tables",
+             "fault allocating page tables", "page tables freed at exit",
+             "a forked child sharing a page (COW)")
+
+
+# --- the search ---------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """A finished search: the result, and the failing path's operations (if any)."""
+
+    res: Result
+    ops: list[VmOp] = field(default_factory=list)
+
+
+def _coverage(cov: Counter[str], op: VmOp, before: System, sysm: System, m0: Model,
+              m1: Model) -> None:
+    k = op.kind
+    if op.expect is not None:
+        cov[{"vmalloc_hardirq": "vmalloc in hardirq refused", "fault_outside":
+             "fault outside refused", "vfree": "vfree refused"}.get(k, f"{k} refused")] += 1
+        return
+    cov[k] += 1
+    grew = sum(sysm.pa.nr_page_table_pages) - sum(before.pa.nr_page_table_pages)
+    if k == "vmalloc" and m1 != m0:
+        cov["vmalloc allocating page tables" if grew > 0 else
+            "vmalloc reusing kernel page tables"] += 1
+    if k == "fault" and grew > 0:
+        cov["fault allocating page tables"] += 1
+    if k == "exit" and grew < 0:
+        cov["page tables freed at exit"] += 1
+    if k == "fork" and any(len(r) > 1 for r in sysm.ps.rmap.values()):
+        cov["a forked child sharing a page (COW)"] += 1
+
+
+def search(machine: MachineConfig | None = None, bounds: VmBounds = DEFAULT_BOUNDS,
+           budget_s: float | None = None,
+           progress: Callable[[Result], None] | None = None) -> Run:
+    """BFS from boot within ``bounds``; stops at the first violation (shortest path)."""
+    machine = machine or vm_machine()
+    res = Result(machine=machine.name or "vm", bounds=bounds.text())
+    clock = Clock(res, budget_s, progress, time.perf_counter(), time.process_time())
+    sysm = System(machine)
+    m0 = Model()
+    bad, mm0 = state_violations(sysm, m0)
+    if bad:
+        res.violation = Violation(bad, [])
+        return Run(res)
+    key0 = state_key(sysm, m0)
+    seen: dict[StateKey, tuple[StateKey | None, VmOp | None]] = {key0: (None, None)}
+    frontier: deque[tuple[StateKey, bytes, Model, MmState, int]] = deque(
+        [(key0, pickle.dumps(sysm), m0, mm0, 0)])
+    res.states = 1
+
+    def path(key: StateKey) -> list[VmOp]:
+        ops: list[VmOp] = []
+        while True:
+            parent, op = seen[key]
+            if parent is None or op is None:
+                return ops[::-1]
+            ops.append(op)
+            key = parent
+
+    while frontier:
+        key, blob, m, mm_before, depth = frontier.popleft()
+        res.depth = max(res.depth, depth)
+        if bounds.depth is not None and depth >= bounds.depth:
+            continue
+        cur: System = pickle.loads(blob)
+        if len(cur.vm.lazy) > bounds.max_lazy:
+            continue  # the state constraint: checked, not expanded
+        for op in enabled(cur, m, bounds):
+            sysm = pickle.loads(blob)
+            res.transitions += 1
+            try:
+                m1, ret = apply(sysm, m, op)
+                err: KmemError | None = None
+            except KmemError as e:
+                err, m1, ret = e, m, ""
+            what: list[str] = []
+            if op.expect is not None:
+                if err is None or not isinstance(err, op.expect):
+                    what.append(f"{op.label()}: expected {op.expect.__name__}, got "
+                                f"{type(err).__name__ if err else 'success ' + ret}")
+                elif state_key(sysm, m) != key:
+                    what.append(f"{op.label()}: the refused call changed the state")
+            elif err is not None:
+                what.append(f"{op.label()}: unexpected {type(err).__name__}: {err}")
+            if what:
+                ops = [*path(key), op]
+                res.violation = Violation(what, [o.label() for o in ops], "")
+                return Run(res, ops)
+            _coverage(res.coverage, op, cur, sysm, m, m1)
+            if op.expect is not None:
+                continue
+            k1 = state_key(sysm, m1)
+            if k1 in seen:
+                continue
+            seen[k1] = (key, op)
+            res.states += 1
+            bad, mm1 = state_violations(sysm, m1)
+            bad += mm_step_violations(mm_before, mm1)
+            if bad:
+                ops = path(k1)
+                res.violation = Violation(bad[:6], [o.label() for o in ops])
+                return Run(res, ops)
+            frontier.append((k1, pickle.dumps(sysm), m1, mm1, depth + 1))
+        if clock.out_of_time(len(frontier)):
+            break
+    else:
+        res.exhausted = True
+    res.seconds = time.perf_counter() - clock.t0
+    res.cpu_seconds = time.process_time() - clock.c0
+    return Run(res)
+
+
+def replay(ops: Sequence[VmOp], machine: MachineConfig | None = None) -> list[str]:
+    """Run ``ops`` on fresh real classes: the violations met on the way ([] if clean)."""
+    sysm = System(machine or vm_machine())
+    m = Model()
+    for op in ops:
+        try:
+            m, _ = apply(sysm, m, op)
+        except KmemError as e:
+            if op.expect is None or not isinstance(e, op.expect):
+                return [f"{op.label()}: {type(e).__name__}: {e}"]
+        bad, _ = state_violations(sysm, m)
+        if bad:
+            return bad
+    return []
+
+
+# --- seeded bugs ----------------------------------------------------------------------------------
+
+def _unmap_range_keeps_ptes(self: PageTable, va: int, nr: int) -> list[int]:
+    """vunmap_range that reports the pages but leaves their PTEs in place."""
+    out = []
+    for i in range(nr):
+        pte = self.lookup(va + i * PAGE_SIZE)
+        if pte is not None:
+            out.append((pte >> 12) & ((1 << 40) - 1))
+    return out
+
+
+def _free_tables_leaks(self: PageTable) -> None:
+    """free_pgtables that frees only the PGD: the PUD/PMD/PTE tables leak."""
+    self._release(self.root, count=False)
+    self.tables, self.levels, self.freed = {}, {}, True
+
+
+MUTANTS: dict[str, tuple[str, str, Any]] = {
+    "pgtable_unmap_range_keeps_ptes": (
+        "unmap_range", "vfree leaves its PTEs mapping the freed pages", _unmap_range_keeps_ptes),
+    "pgtable_free_tables_leaks": (
+        "free_tables", "process exit frees only the PGD, leaking its page tables",
+        _free_tables_leaks),
+}
+"""Seeded bugs: name -> (PageTable method replaced, what is wrong, the replacement)."""
+
+
+@contextmanager
+def mutant(name: str | None) -> Iterator[None]:
+    """PageTable with the seeded bug ``name`` (None: unchanged) inside the block."""
+    if name is None:
+        yield
+        return
+    attr, _, fn = MUTANTS[name]
+    real = getattr(PageTable, attr)
+    setattr(PageTable, attr, fn)
+    try:
+        yield
+    finally:
+        setattr(PageTable, attr, real)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m proofs.modelcheck_vm", description=__doc__)
+    p.add_argument("--max-live", type=int, default=None)
+    p.add_argument("--max-procs", type=int, default=None)
+    p.add_argument("--depth", type=int, default=None)
+    p.add_argument("--budget", type=float, default=None)
+    p.add_argument("--long", action="store_true", help="the verify-long bounds")
+    p.add_argument("--mutant", choices=sorted(MUTANTS))
+    p.add_argument("--require-witnesses", action="store_true")
+    p.add_argument("--require-exhaustive", action="store_true")
+    a = p.parse_args(argv)
+    b = LONG_BOUNDS if a.long else DEFAULT_BOUNDS
+    b = replace(b, max_live=a.max_live if a.max_live is not None else b.max_live,
+                max_procs=a.max_procs if a.max_procs is not None else b.max_procs,
+                depth=a.depth)
+
+    def prog(r: Result) -> None:
+        print(f"... {r.states} states, {r.transitions} transitions, depth {r.depth}",
+              file=sys.stderr, flush=True)
+
+    with mutant(a.mutant):
+        run = search(bounds=b, budget_s=a.budget, progress=prog)
+
+    def replay_line(_: list[Any]) -> str:
+        bad = replay(run.ops)
+        return REPLAY + (f"violates {bad[0]}" if bad else f"clean ({len(run.ops)} steps)")
+
+    missing = [w for w in WITNESSES if not run.res.coverage[w]]
+    return print_outcome(run.res, replay_line if a.mutant else None, missing,
+                         require_witnesses=a.require_witnesses,
+                         require_exhaustive=a.require_exhaustive)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
