@@ -28,6 +28,15 @@ MAX_PAGE_ORDER_DEFAULT = 10  # include/linux/mmzone.h, x86-64
 HUGETLB_PAGE_ORDER = 9  # 2 MiB huge pages: pageblock_order = min(9, MAX_PAGE_ORDER)
 
 
+def _with_movable(lr: Any) -> tuple[int, ...]:
+    """A hello's or machine file's lowmem_reserve (DMA, DMA32, Normal) with the ZONE_MOVABLE
+    column that movable masks use: the Normal one. That is the protocol's "Normal otherwise",
+    and setup_per_zone_lowmem_reserve()'s value for an empty ZONE_MOVABLE, whose running sum
+    adds no pages (mm/page_alloc.c)."""
+    t = tuple(int(x) for x in lr)
+    return (*t, t[-1] if t else 0)
+
+
 @dataclass(frozen=True)
 class ZoneConfig:
     """One zone of one node. ``ranges`` are the present (usable RAM) pfn ranges [start, end);
@@ -263,7 +272,7 @@ class MachineConfig:
                     lrt = tuple(int(x) for x in lr) if lr is not None else (0, 0, 0)
                     zones.append(ZoneConfig(ZONE_NAMES.index(zname), s, p, ((s, s + p),),
                                             min=int(zd["min"]),
-                                            lowmem_reserve=(*lrt, 0)))
+                                            lowmem_reserve=_with_movable(lrt)))
                 zones.sort(key=lambda z: z.zone)
                 nodes.append(NodeConfig(int(nd.get("nid", i)),
                                         tuple(int(c) for c in nd["cpus"]), tuple(zones)))
@@ -335,7 +344,7 @@ class MachineConfig:
                     zones.append(ZoneConfig(
                         ZONE_NAMES.index(zname), s, p, ranges, reserved,
                         min=int(zd["min"]) if "min" in zd else None,
-                        lowmem_reserve=(*(int(x) for x in lr), 0) if lr is not None else None))
+                        lowmem_reserve=_with_movable(lr) if lr is not None else None))
                 zones.sort(key=lambda z: z.zone)
                 nodes.append(NodeConfig(int(nd.get("nid", i)),
                                         tuple(int(c) for c in nd["cpus"]), tuple(zones)))

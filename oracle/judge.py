@@ -650,7 +650,10 @@ class Judge:
     def _reference(self, request: dict[str, Any]) -> dict[str, Any] | None:
         if self._ref is None:
             return None
-        ans, _ = self._ref.handle(request)
+        try:
+            ans, _ = self._ref.handle(request)
+        except Exception as e:  # a bug of the model: never the subject's fault
+            ans = {"seq": request.get("seq"), "error": f"internal error of the reference: {e!r}"}
         return ans if request.get("op") in self._ref_ops or request.get("op") == "bye" \
             else None
 

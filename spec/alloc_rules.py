@@ -270,122 +270,93 @@ class FreeRunCounter:
         return -1
 
 
-class PagedLiveMap:
+
+class BitmapLiveMap:
     """The LiveMap contract (disjoint live intervals, ``add`` refuses an overlap and returns
-    the tag it hit) indexed by fixed chunks of the address space, for streams of small
-    intervals such as slab objects or page blocks (the trace checker's hot path): the
-    predecessor search looks in the chunk of ``hi - 1`` and then back only as far as the
-    longest live interval reaches, and an insertion moves at most one chunk's starts. Every
-    operation costs O(log c) for c starts in one chunk, independent of how much is live.
-    Intervals longer than two chunks go to a second index of 2^big_shift chunks. Same
-    predecessor argument as LiveMap: with disjoint intervals the live interval with the
-    largest start below ``hi`` has the largest end, so it alone decides an overlap."""
+    the tag it hit) in O(1) per operation, for streams of intervals whose ends are multiples
+    of a granule (2^granule_shift): slab objects (8 bytes: s->size and every object address
+    are multiples of 8) and page blocks (one pfn). Each chunk of 512 granules keeps one int
+    whose bits are the granules covered by live intervals, so ``add`` and ``remove`` are a few
+    int operations and dict probes whatever is live; ends that are not granule multiples are
+    rounded outwards (two such intervals sharing a granule count as overlapping). Finding
+    *which* interval covers a granule walks back over the covered granules to the nearest
+    start: rare paths only (a conflict, a pointer inside an object)."""
 
-    __slots__ = ("_big", "_big_len", "_big_long", "_big_shift", "_iv", "_long", "_shift",
-                 "_small")
+    __slots__ = ("_bm", "_gs", "_iv")
 
-    def __init__(self, shift: int = 12, big_shift: int = 22) -> None:
+    def __init__(self, granule_shift: int = 3) -> None:
         self._iv: dict[int, tuple[int, object]] = {}
-        self._small: dict[int, list[int]] = {}
-        self._big: dict[int, list[int]] = {}
-        self._shift = shift
-        self._big_shift = big_shift if big_shift > shift else shift + 10
-        self._big_len = 2 << shift
-        self._long = 0
-        self._big_long = 0
+        self._bm: dict[int, int] = {}
+        self._gs = granule_shift
 
     def __len__(self) -> int:
         return len(self._iv)
 
-    @staticmethod
-    def _pred(chunks: dict[int, list[int]], sh: int, lo: int, hi: int, longest: int
-              ) -> int | None:
-        c = (hi - 1) >> sh
-        lst = chunks.get(c)
-        if lst:
-            i = bisect_left(lst, hi)
-            if i:
-                return lst[i - 1]
-        stop = (lo - longest) >> sh
-        c -= 1
-        while c >= stop:
-            lst = chunks.get(c)
-            if lst:
-                return lst[-1]
-            c -= 1
-        return None
+    def _masks(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        gs = self._gs
+        g0 = lo >> gs
+        g1 = ((hi - 1) >> gs) + 1
+        out = []
+        while g0 < g1:
+            c = g0 >> 9
+            top = min(g1, (c + 1) << 9)
+            out.append((c, ((1 << (top - g0)) - 1) << (g0 & 511)))
+            g0 = top
+        return out
+
+    def _covered(self, g: int) -> bool:
+        return bool(self._bm.get(g >> 9, 0) >> (g & 511) & 1)
+
+    def _owner(self, g: int) -> Interval:
+        """The live interval covering granule ``g`` (whose bit is set)."""
+        gs = self._gs
+        iv = self._iv
+        while True:
+            lo = g << gs
+            # a start inside granule g (ends rounded outwards: any address of it)
+            for a in range(lo + (1 << gs) - 1, lo - 1, -1) if gs else (lo,):
+                v = iv.get(a)
+                if v is not None:
+                    return (a, v[0], v[1])
+            g -= 1
+            if not self._covered(g):  # pragma: no cover - the bits and starts disagree
+                raise AssertionError("BitmapLiveMap: covered granule without a start")
 
     def overlapping(self, lo: int, hi: int) -> Interval | None:
-        """A live interval that shares a point with [lo, hi), or None."""
-        iv = self._iv
-        s = self._pred(self._small, self._shift, lo, hi, self._long)
-        if s is not None:
-            e, tag = iv[s]
-            if e > lo:
-                return (s, e, tag)
-        if self._big:
-            s = self._pred(self._big, self._big_shift, lo, hi, self._big_long)
-            if s is not None:
-                e, tag = iv[s]
-                if e > lo:
-                    return (s, e, tag)
+        """A live interval that shares a granule with [lo, hi), or None."""
+        bm = self._bm
+        for c, m in self._masks(lo, hi):
+            hit = bm.get(c, 0) & m
+            if hit:
+                return self._owner((c << 9) + (hit & -hit).bit_length() - 1)
         return None
 
     def add(self, lo: int, hi: int, tag: object) -> object | None:
         """Insert [lo, hi) with ``tag``; if it overlaps a live interval, insert nothing and
         return that interval's tag."""
-        n = hi - lo
-        if n <= 0 or tag is None:
+        if hi <= lo or tag is None:
             raise ValueError(f"empty interval [{lo:#x}, {hi:#x}) or None tag")
-        iv = self._iv
-        if n <= self._big_len:
-            # the common case, inlined: predecessor in the chunk of hi - 1, else look back
-            sh = self._shift
-            chunks = self._small
-            c = (hi - 1) >> sh
-            lst = chunks.get(c)
-            p = None
-            if lst:
-                i = bisect_left(lst, hi)
-                if i:
-                    p = lst[i - 1]
-            if p is None and self._long:
-                p = self._pred(chunks, sh, lo, c << sh, self._long)
-            if p is not None:
-                e, t = iv[p]
-                if e > lo:
-                    return t
-            if self._big:
-                q = self._pred(self._big, self._big_shift, lo, hi, self._big_long)
-                if q is not None:
-                    e, t = iv[q]
-                    if e > lo:
-                        return t
-            iv[lo] = (hi, tag)
-            if n > self._long:
-                self._long = n
-            cl = lo >> sh
-            if cl != c:
-                lst = chunks.get(cl)
-            if not lst:
-                chunks[cl] = [lo]
-            elif lst[-1] < lo:
-                lst.append(lo)
-            else:
-                insort(lst, lo)
-            return None
-        hit = self.overlapping(lo, hi)
-        if hit is not None:
-            return hit[2]
-        iv[lo] = (hi, tag)
-        c = lo >> self._big_shift
-        if n > self._big_long:
-            self._big_long = n
-        lst = self._big.get(c)
-        if lst is None:
-            self._big[c] = [lo]
+        gs = self._gs
+        g0 = lo >> gs
+        g1 = ((hi - 1) >> gs) + 1
+        c = g0 >> 9
+        bm = self._bm
+        if (g1 - 1) >> 9 == c:  # the common case: one chunk
+            m = ((1 << (g1 - g0)) - 1) << (g0 & 511)
+            old = bm.get(c, 0)
+            if old & m:
+                hit = old & m
+                return self._owner((c << 9) + (hit & -hit).bit_length() - 1)[2]
+            bm[c] = old | m
         else:
-            insort(lst, lo)
+            masks = self._masks(lo, hi)
+            for cc, mm in masks:
+                hit = bm.get(cc, 0) & mm
+                if hit:
+                    return self._owner((cc << 9) + (hit & -hit).bit_length() - 1)[2]
+            for cc, mm in masks:
+                bm[cc] = bm.get(cc, 0) | mm
+        self._iv[lo] = (hi, tag)
         return None
 
     def remove(self, lo: int) -> Interval | None:
@@ -393,22 +364,55 @@ class PagedLiveMap:
         v = self._iv.pop(lo, None)
         if v is None:
             return None
-        if v[0] - lo <= self._big_len:
-            chunks, c = self._small, lo >> self._shift
+        hi = v[0]
+        gs = self._gs
+        g0 = lo >> gs
+        g1 = ((hi - 1) >> gs) + 1
+        c = g0 >> 9
+        bm = self._bm
+        if (g1 - 1) >> 9 == c:
+            nv = bm[c] & ~(((1 << (g1 - g0)) - 1) << (g0 & 511))
+            if nv:
+                bm[c] = nv
+            else:
+                del bm[c]
         else:
-            chunks, c = self._big, lo >> self._big_shift
-        lst = chunks[c]
-        if lst[-1] == lo:
-            lst.pop()
-        else:
-            del lst[bisect_left(lst, lo)]
-        if not lst:
-            del chunks[c]
-        return (lo, v[0], v[1])
+            for cc, mm in self._masks(lo, hi):
+                nv = bm[cc] & ~mm
+                if nv:
+                    bm[cc] = nv
+                else:
+                    del bm[cc]
+        return (lo, hi, v[1])
+
+    @property
+    def granule_shift(self) -> int:
+        return self._gs
+
+    def raw(self) -> tuple[dict[int, tuple[int, object]], dict[int, int]]:
+        """The starts (start -> (end, tag)) and the chunk bitmaps, for a hot loop that inlines
+        the one-chunk cases of add and remove (tracecheck/check.py) and keeps both in step;
+        anything else goes through the methods."""
+        return self._iv, self._bm
+
+    def unmark(self, lo: int, hi: int) -> None:
+        """Clear the granules of [lo, hi), whose start the caller already took out of the
+        starts (the multi-chunk half of an inlined remove)."""
+        bm = self._bm
+        for cc, mm in self._masks(lo, hi):
+            nv = bm[cc] & ~mm
+            if nv:
+                bm[cc] = nv
+            else:
+                del bm[cc]
 
     def find(self, addr: int) -> Interval | None:
         """The live interval containing ``addr``, or None."""
-        return self.overlapping(addr, addr + 1)
+        g = addr >> self._gs
+        if not self._bm.get(g >> 9, 0) >> (g & 511) & 1:
+            return None
+        s, e, t = self._owner(g)
+        return (s, e, t) if s <= addr < e else None
 
     def get(self, lo: int) -> Interval | None:
         """The live interval that starts exactly at ``lo``, or None."""
@@ -418,20 +422,12 @@ class PagedLiveMap:
     def irange(self, lo: int, hi: int) -> Iterator[Interval]:
         """The live intervals meeting [lo, hi), in address order."""
         out: list[Interval] = []
-        iv = self._iv
-        for chunks, sh, longest in ((self._small, self._shift, self._long),
-                                    (self._big, self._big_shift, self._big_long)):
-            if not chunks:
-                continue
-            for c in range((lo - longest) >> sh, ((hi - 1) >> sh) + 1):
-                lst = chunks.get(c)
-                if not lst:
-                    continue
-                for s in lst[bisect_left(lst, lo - longest):bisect_left(lst, hi)]:
-                    e, t = iv[s]
-                    if e > lo:
-                        out.append((s, e, t))
-        out.sort(key=lambda x: x[0])
+        while lo < hi:
+            hit = self.overlapping(lo, hi)
+            if hit is None:
+                break
+            out.append(hit)
+            lo = hit[1]
         return iter(out)
 
     def items(self) -> Iterator[Interval]:

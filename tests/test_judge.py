@@ -786,6 +786,44 @@ def test_adapter_broken_allocator_is_caught(bug: str, rule: str) -> None:
     assert f"Violation(rule='{rule}'" in str(e.value)
 
 
+class TinyVmalloc(TinyBuddy):
+    """TinyBuddy plus vmalloc: order-0 pages behind a bump-allocated area, one guard page."""
+
+    def __init__(self, hello: dict[str, Any]) -> None:
+        super().__init__(hello)
+        self.next_va = int(hello["vmalloc_start"], 16)
+        self.areas: dict[int, list[tuple[int, int]]] = {}
+
+    def vmalloc(self, size: int, gfp: int, cpu: int, ctx: str
+                ) -> tuple[int, list[int]] | None:
+        if ctx != "process" and size:
+            raise ValueError("vmalloc in atomic context")
+        if size == 0:
+            return None
+        got: list[tuple[int, int]] = []
+        for _ in range(-(-size // 4096)):
+            r = self._alloc(0, gfp, -1, cpu)
+            if r is None:
+                for p, zi in got:
+                    self._free(p, 0, zi)
+                return None
+            got.append(r)
+        addr, self.next_va = self.next_va, self.next_va + (len(got) + 1) * 4096
+        self.areas[addr] = got
+        return addr, [p for p, _ in got]
+
+    def vfree(self, addr: int) -> None:
+        for p, zi in self.areas.pop(addr):
+            self._free(p, 0, zi)
+
+
+def test_adapter_vmalloc() -> None:
+    sub = PythonAllocatorAdapter(lambda h: TinyVmalloc(h))
+    j = run_reference(1500, 4, ("pages", "vmalloc"), strict=True, mode="spec", subject=sub)
+    assert j.features == ("pages", "kmalloc", "vmalloc")
+    assert j.rules_checked["overlap"] > 100
+
+
 def test_adapter_reports_sleep_and_errors() -> None:
     class Sleepy(TinyBuddy):
         slept = False

@@ -250,11 +250,14 @@ def test_lowmem_reserve_from_hello_protects_lower_zones() -> None:
     s = started(hello)
     assert s.a is not None
     dma32 = s.a.zones[1]
-    assert dma32.lowmem_reserve == [0, 0, 4000, 0]
+    # the ZONE_MOVABLE column repeats Normal's: movable masks count as "Normal otherwise"
+    assert dma32.lowmem_reserve == [0, 0, 4000, 4000]
     # GFP_KERNEL|__GFP_THISNODE on node 0: highest zone Normal, so DMA32 keeps 32 + 4000 free
     answers, _ = exhaust(s, "GFP_KERNEL|__GFP_THISNODE", 0, 0, "process", 2)
     assert dma32.free_pages == 32 + 4000
     assert answers[-1] == {"seq": answers[-1]["seq"], "pfn": None, "slept": True}
+    answers, _ = exhaust(s, "GFP_HIGHUSER_MOVABLE|__GFP_THISNODE", 0, 0, "process", 5000)
+    assert dma32.free_pages == 32 + 4000 and answers[-1]["pfn"] is None
     # with __GFP_DMA32 the highest zone is DMA32, whose reserve entry is 0: down to min
     exhaust(s, "GFP_KERNEL|GFP_DMA32", -1, 0, "process", 10000)
     assert dma32.free_pages == 32
