@@ -120,7 +120,10 @@ enum { ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, NZONETYPES };
 static const char *zone_type_names[NZONETYPES] = {"DMA", "DMA32", "Normal"};
 
 /* gfp_zone() (include/linux/gfp.h): the highest zone the mask may use. __GFP_HIGHMEM|
- * __GFP_MOVABLE would be ZONE_MOVABLE, which these machines do not have: Normal. */
+ * __GFP_MOVABLE would be ZONE_MOVABLE, which these machines do not have: Normal. That is also
+ * the right lowmem_reserve index: an empty ZONE_MOVABLE adds no pages to the running sum of
+ * setup_per_zone_lowmem_reserve() (mm/page_alloc.c), so lowmem_reserve[ZONE_MOVABLE] equals
+ * lowmem_reserve[ZONE_NORMAL]. */
 static int gfp_zone(unsigned gfp)
 {
 #ifdef BUG_DMA_ZONE
@@ -131,16 +134,6 @@ static int gfp_zone(unsigned gfp)
     if (gfp & G_DMA32) return ZONE_DMA32;
 #endif
     return ZONE_NORMAL;
-}
-
-/* The index into lowmem_reserve[]: the kernel's highest_zoneidx, where a movable mask gives
- * ZONE_MOVABLE, whose reserve is 0 on a machine without a movable zone
- * (setup_per_zone_lowmem_reserve: an empty upper zone gets 0). -1 stands for that 0. */
-static int reserve_index(unsigned gfp)
-{
-    if ((gfp & (G_HIGHMEM | G_MOVABLE)) == (G_HIGHMEM | G_MOVABLE) && !(gfp & (G_DMA | G_DMA32)))
-        return -1;
-    return gfp_zone(gfp);
 }
 
 /* ------------------------------------------------------------------------ output --- */
@@ -518,7 +511,7 @@ static void boot_zone(zone_t *z)
 /* Whether zone z may serve 2^o pages: __zone_watermark_ok() with the min watermark, the
  * reserve arithmetic of ALLOC_MIN_RESERVE (__GFP_HIGH) and ALLOC_NON_BLOCK (no direct
  * reclaim), and lowmem_reserve[highest_zoneidx]; ALLOC_NO_WATERMARKS for __GFP_MEMALLOC. */
-static int watermark_ok(const zone_t *z, int o, unsigned gfp, int ridx)
+static int watermark_ok(const zone_t *z, int o, unsigned gfp, int hz)
 {
     long long min = z->min, reserve;
     if ((gfp & G_MEMALLOC) && !(gfp & G_NOMEMALLOC)) return 1;
@@ -528,10 +521,10 @@ static int watermark_ok(const zone_t *z, int o, unsigned gfp, int ridx)
     }
 #ifdef BUG_WMARK_WRONG_RESERVE
     /* defect: always the reserve against Normal-zone requests, the largest one */
-    (void)ridx;
+    (void)hz;
     reserve = z->reserve[ZONE_NORMAL];
 #else
-    reserve = ridx < 0 ? 0 : z->reserve[ridx];
+    reserve = z->reserve[hz];
 #endif
     return z->nr_free - (1LL << o) >= min + reserve;
 }
@@ -540,11 +533,10 @@ static int watermark_ok(const zone_t *z, int o, unsigned gfp, int ridx)
  * Returns the pfn or -1. *slept is left 0: this allocator never sleeps. */
 static long long alloc_pages(int o, unsigned gfp, int pref, int atomic, int kind, int *slept)
 {
-    int k, hz, ridx;
+    int k, hz;
     if (o > max_order) return -1;
     if (atomic) gfp &= ~G_DIRECT_RECLAIM;  /* a blocking mask in atomic context: never sleep */
     hz = gfp_zone(gfp);
-    ridx = reserve_index(gfp);
     for (k = 0; k < zonelist_len[pref]; k++) {
         zone_t *z = &zones[zonelist[pref][k]];
         long long pfn;
@@ -552,7 +544,7 @@ static long long alloc_pages(int o, unsigned gfp, int pref, int atomic, int kind
 #ifndef BUG_THISNODE_IGNORED
         if ((gfp & G_THISNODE) && z->nid != pref) continue;
 #endif
-        if (!watermark_ok(z, o, gfp, ridx)) continue;
+        if (!watermark_ok(z, o, gfp, hz)) continue;
         pfn = rmqueue(z, o);
         if (pfn < 0) continue;
         z->kind[pfn - z->start] = (uint8_t)kind;
