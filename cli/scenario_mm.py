@@ -97,7 +97,7 @@ def mm_run(r: Runner) -> MmRun:
     """The run's processes, created at its first process op."""
     run = _RUNS.get(r)
     if run is None:
-        run = _RUNS[r] = MmRun(Processes(r.a))
+        run = _RUNS[r] = MmRun(Processes(r.a, kernel=r.vmalloc().pgtable))
     return run
 
 

@@ -251,6 +251,10 @@ class PageTable:
         self.tables: dict[int, list[int]] = {}
         self.levels: dict[int, int] = {}  # table pfn -> PGD_LEVEL..PTE_LEVEL
         self.nr_present = 0  # present PTEs (the mm's rss, for every mapping kind)
+        # va >> PMD_SHIFT -> the PTE table a walk of that 2 MiB region reaches: a software
+        # TLB of page-table pages, valid because tables are freed only by free_tables()
+        # (checked by violations(), "pgtable.cache")
+        self._pt_cache: dict[int, list[int]] = {}
         self.freed = False
         if not user:
             self.root = SWAPPER_PG_DIR
@@ -336,12 +340,16 @@ class PageTable:
     # --- the walk -----------------------------------------------------------------------------
     def _pte_table(self, va: int) -> list[int] | None:
         """pgd_offset -> p4d (folded) -> pud_offset -> pmd_offset: the PTE table, or None."""
+        cached = self._pt_cache.get(va >> PMD_SHIFT)
+        if cached is not None:
+            return cached
         t = self.tables[self.root]
         for level in (PGD_LEVEL, PUD_LEVEL, PMD_LEVEL):
             e = t[level_index(va, level)]
             if not entry_present(e):
                 return None
             t = self.tables[entry_table_pfn(e)]
+        self._pt_cache[va >> PMD_SHIFT] = t
         return t
 
     def _pte_table_alloc(self, va: int, gfp: int, cpu: int, ctx: Context | None) -> list[int]:
@@ -354,6 +362,7 @@ class PageTable:
             fresh = 0 if entry_present(e) else self._alloc_table(level + 1, gfp, cpu, ctx)
             child, t[i] = walk_step(e, fresh)
             t = self.tables[child]
+        self._pt_cache[va >> PMD_SHIFT] = t
         return t
 
     # --- API ----------------------------------------------------------------------------------
@@ -375,36 +384,46 @@ class PageTable:
         t[i] = pte
         self.nr_present += 1
 
+    def _chunks(self, va: int, n: int) -> Iterator[tuple[int, int, int, int]]:
+        """The range of ``n`` pages from ``va`` cut at PTE-table boundaries: (first page k,
+        address, index in the PTE table, pages in this table)."""
+        k = 0
+        while k < n:
+            a = va + k * PAGE_SIZE
+            i = pte_index(a)
+            m = min(n - k, PTRS_PER_PTE - i)
+            yield k, a, i, m
+            k += m
+
     def map_pages(self, va: int, pfns: Sequence[int], prot: int, *, gfp: int, cpu: int = 0,
                   ctx: Context | None = None) -> None:
         """vmap_pages_range(): map ``pfns`` at consecutive pages from ``va``. Every argument is
         checked and every PTE must be none before anything changes; on -ENOMEM the PTEs this
         call installed are cleared again (vmalloc's failure path, vfree) and
-        PageTableNoMemError is raised."""
+        PageTableNoMemError is raised. Works a PTE table at a time."""
         self._check_live()
         n = len(pfns)
         self._check_range(va, n)
-        ptes = [self._check_pte(p, prot) for p in pfns]
-        t: list[int] | None = None
-        for k in range(n):
-            a = va + k * PAGE_SIZE
-            if t is None or pte_index(a) == 0:
-                t = self._pte_table(a)
-            if t is not None and t[pte_index(a)]:
-                raise AlreadyMappedError(f"{a:#x} is already mapped (pte {t[pte_index(a)]:#x})")
-        t = None
-        for k in range(n):
-            a = va + k * PAGE_SIZE
-            i = pte_index(a)
-            if t is None or i == 0:
-                try:
-                    t = self._pte_table(a) or self._pte_table_alloc(a, gfp, cpu, ctx)
-                except PageTableNoMemError:
-                    if k:
-                        self.nr_present += k
-                        self.unmap_range(va, k)
-                    raise
-            t[i] = ptes[k]
+        self._check_pte(0, prot)  # prot's part of pte_args_ok; the pfns' part below
+        for p in pfns:
+            if type(p) is not int or not 0 <= p <= MAX_PTE_PFN:
+                self._check_pte(p, prot)  # raises BadPteError
+        ptes = [pfn_pte(p, prot) for p in pfns]
+        for _, a, i, m in self._chunks(va, n):
+            t = self._pte_table(a)
+            if t is not None and any(t[i:i + m]):
+                x = next(x for x in range(i, i + m) if t[x])
+                raise AlreadyMappedError(f"{a + (x - i) * PAGE_SIZE:#x} is already mapped "
+                                         f"(pte {t[x]:#x})")
+        for k, a, i, m in self._chunks(va, n):
+            try:
+                t = self._pte_table(a) or self._pte_table_alloc(a, gfp, cpu, ctx)
+            except PageTableNoMemError:
+                if k:
+                    self.nr_present += k
+                    self.unmap_range(va, k)
+                raise
+            t[i:i + m] = ptes[k:k + m]
         self.nr_present += n
 
     def unmap_page(self, va: int) -> int:
@@ -427,21 +446,25 @@ class PageTable:
         self._check_live()
         self._check_range(va, nr)
         out: list[int] = []
-        t: list[int] | None = None
-        for k in range(nr):
-            a = va + k * PAGE_SIZE
-            i = pte_index(a)
-            if k == 0 or i == 0:
-                t = self._pte_table(a)
-            if t is not None and t[i]:
-                t[i], pfn = ptep_get_and_clear(t[i])
-                out.append(int(pfn))
+        for _, a, i, m in self._chunks(va, nr):
+            t = self._pte_table(a)
+            if t is None:
+                continue
+            for x in range(i, i + m):
+                if t[x]:
+                    t[x], pfn = ptep_get_and_clear(t[x])
+                    out.append(int(pfn))
         self.nr_present -= len(out)
         return out
 
     def lookup(self, va: int) -> int | None:
         """The PTE value mapping ``va``'s page if present, else None (a walk as
         vmalloc_to_page/follow_pte do; ``va`` need not be page aligned)."""
+        if type(va) is int:  # fast path: a cached PTE table implies a canonical va of this half
+            t = self._pt_cache.get(va >> PMD_SHIFT)
+            if t is not None:
+                pte = t[pte_index(va)]
+                return pte if pte_present(pte) else None
         self._check_live()
         if type(va) is not int or not is_canonical(va):
             raise NonCanonicalError(f"address {va!r} is not a canonical address")
@@ -464,7 +487,18 @@ class PageTable:
         """spec/pgtable_state.py's invariants of this tree (linear in the tree)."""
         if self.freed:
             return [] if not self.tables else ["pgtable.root: a freed tree still has tables"]
-        return tree_violations(self.root, self.tables, self.levels, self.nr_present, self.user)
+        out = tree_violations(self.root, self.tables, self.levels, self.nr_present, self.user)
+        for key, t in self._pt_cache.items():
+            va = (key << PMD_SHIFT) & U64_MASK
+            cache, self._pt_cache = self._pt_cache, {}
+            try:
+                walked = self._pte_table(va)
+            finally:
+                self._pt_cache = cache
+            if walked is not t:
+                out.append(f"pgtable.cache: the cached PTE table of {va:#x} is not the one "
+                           "the walk reaches")
+        return out
 
     def table_pfns(self) -> set[int]:
         """Every page-table page this tree allocated from the page allocator (PGD, PUD, PMD
@@ -543,6 +577,7 @@ class PageTable:
         self._release(self.root, count=False)
         self.tables = {}
         self.levels = {}
+        self._pt_cache = {}
         self.freed = True
 
     def preallocate_vmalloc_pages(self, gfp: int = GFP_PGTABLE_KERNEL, cpu: int = 0) -> int:

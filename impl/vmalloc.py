@@ -61,7 +61,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from impl.page_alloc import OWNER_PAGES, PageAllocator
-from impl.pgtable import GFP_PGTABLE_KERNEL, OWNER_PGTABLE, PAGE_KERNEL, PageTable, pte_pfn
+from impl.pgtable import (
+    GFP_PGTABLE_KERNEL,
+    OWNER_PGTABLE,
+    PAGE_KERNEL,
+    PGD_LEVEL,
+    PMD_LEVEL,
+    PUD_LEVEL,
+    PageTable,
+    entry_present,
+    entry_table_pfn,
+    level_index,
+    pte_pfn,
+    pte_present,
+)
 from impl.procfs import (
     VmallocinfoLine,
     render_meminfo,
@@ -97,6 +110,7 @@ from spec.layout import (
     PAGE_SHIFT,
     PAGE_SIZE,
     PMD_SHIFT,
+    PTRS_PER_PTE,
     is_vmalloc_addr,
 )
 from spec.logic import And, Bits, If, Not, _sym
@@ -471,6 +485,7 @@ class Vmalloc:
         self.totalram = sum(z.managed for z in pa.zones)
         # gfp -> (vmalloc_page_gfp(gfp), vmalloc_pgtable_gfp(gfp)), computed once per mask
         self._gfp_cache: dict[int, tuple[int, int]] = {}
+        self._pte_cache: dict[int, tuple[int, list[int]]] = {}  # 2 MiB -> its PTE table
 
     # --- the range allocator ------------------------------------------------------------------
     def _alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int) -> int:
@@ -833,14 +848,38 @@ class Vmalloc:
     def vmalloc_to_pfn(self, addr: int) -> int | None:
         """vmalloc_to_pfn(): walk init_mm's page tables (vmalloc_to_page); None where no PTE
         is present (the kernel's vmalloc_to_page returns NULL). A non-vmalloc address is the
-        kernel's VM_BUG_ON(!is_vmalloc_or_module_addr())."""
+        kernel's VM_BUG_ON(!is_vmalloc_or_module_addr()).
+
+        The PGD/PUD/PMD part of the walk is cached per 2 MiB (a paging-structure cache):
+        init_mm's PTE tables are never freed, and a cached table is used only while it is
+        still the tree's table of that pfn (so a restored snapshot is never read stale)."""
         if type(addr) is not int or not self.vmalloc_start <= addr < self.vmalloc_end:
             raise VmallocError(f"vmalloc_to_page({addr!r}): not a vmalloc address "
                                "(VM_BUG_ON(!is_vmalloc_or_module_addr))")
-        pte = self.pgtable.lookup(addr & ~(PAGE_SIZE - 1))
-        if pte is None:
+        hit = self._pte_cache.get(addr >> PMD_SHIFT)
+        if hit is None or self.pgtable.tables.get(hit[0]) is not hit[1]:
+            hit = self._walk_pmd(addr)
+            if hit is None:
+                return None
+        pte = hit[1][(addr >> PAGE_SHIFT) & (PTRS_PER_PTE - 1)]
+        if not pte_present(pte):
             return None
         return int(pte_pfn(pte))
+
+    def _walk_pmd(self, addr: int) -> tuple[int, list[int]] | None:
+        """pgd_offset_k -> p4d (folded) -> pud_offset -> pmd_offset: (PTE table pfn, its
+        entries), or None where a level is missing; remembered for the 2 MiB of ``addr``."""
+        tables = self.pgtable.tables
+        t = tables[self.pgtable.root]
+        pfn = -1
+        for level in (PGD_LEVEL, PUD_LEVEL, PMD_LEVEL):
+            e = t[level_index(addr, level)]
+            if not entry_present(e):
+                return None
+            pfn = int(entry_table_pfn(e))
+            t = tables[pfn]
+        self._pte_cache[addr >> PMD_SHIFT] = (pfn, t)
+        return pfn, t
 
     def vmalloc_to_page(self, addr: int) -> int | None:
         """vmalloc_to_page(): the page (a pfn in the model) behind a vmalloc address."""

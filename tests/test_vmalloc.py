@@ -458,3 +458,36 @@ def test_vmallocinfo_order_of_vmap_nodes() -> None:
     one = Vmalloc(PageAllocator(MachineConfig.flat(4096)))  # one CPU: address order
     b = [one.vmalloc(15 * P) for _ in range(9)]
     assert [x.start for x in one.vmallocinfo_lines()] == b
+
+
+def test_vmalloc_to_pfn_walk_cache_never_reads_stale_tables() -> None:
+    v = Vmalloc(PageAllocator(MachineConfig.flat(1024)))
+    a = v.vmalloc(2 * P)
+    assert a is not None
+    pfn = v.busy[a].pages[1]
+    assert v.vmalloc_to_pfn(a + P) == pfn  # walks, then remembers the PTE table
+    v.pgtable.unmap_page(a + P)  # the PTE changes behind vmalloc's back: seen at once
+    assert v.vmalloc_to_pfn(a + P) is None
+    v.pgtable.map_page(a + P, pfn, PAGE_KERNEL, gfp=GFP_KERNEL)
+    # a restored snapshot replaces the table lists: the cached one is not used any more
+    v.pgtable.tables = {k: list(t) for k, t in v.pgtable.tables.items()}
+    t = next(k for k, lv in v.pgtable.levels.items() if lv == 3)
+    v.pgtable.tables[t][(a >> 12) & 511] = 0
+    assert v.vmalloc_to_pfn(a) is None
+    assert v.vmalloc_to_pfn(a + P) == pfn
+    assert v.vmalloc_to_pfn(a + (1 << 30)) is None  # no tables there at all
+
+
+@pytest.mark.parametrize("capture", sorted(p.name for p in FIXTURES.iterdir()
+                                           if (p / "vmallocinfo").exists()))
+def test_real_vmallocinfo_lists_areas_by_vmap_node(capture: str) -> None:
+    """The order the model prints (each vmap node's busy list by address, nodes =
+    num_possible_cpus, 16-page zones) is the order of every real capture."""
+    cpus = int((FIXTURES / capture / "nr_cpus").read_text().split()[0])
+    v = Vmalloc(PageAllocator(MachineConfig.flat(1024)))
+    v.nr_vmap_nodes = min(max(cpus, 1), 128)
+    real = [x.start for x in parse_vmallocinfo((FIXTURES / capture / "vmallocinfo").read_text())
+            if x.kind == "area"]
+    assert real == sorted(real, key=lambda a: (v.addr_to_node_id(a), a))
+    if cpus > 1:
+        assert real != sorted(real)  # the rule is visible: not plain address order
