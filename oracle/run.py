@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any, Literal, cast
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from oracle.inprocess import SubjectAPI
 from oracle.machine import (
     _ALLOC_OPS,
     Failure,
@@ -40,7 +42,6 @@ from oracle.machine import (
     RunStats,
     Session,
     StopRun,
-    SubjectAPI,
     SubjectStateMachine,
 )
 from oracle.machines import hello_of, machine_name
@@ -50,7 +51,7 @@ from spec.errors import KmemError
 DEFAULT_STEPS = 40
 DEFAULT_SEQUENCES = 100_000  # in practice the budget ends generation first
 GEN_SHARE = 0.6
-HYPOTHESIS_SHRINK_SHARE = 0.35
+HYPOTHESIS_SHRINK_SHARE = 0.25
 REPLAY_VERSION = 1
 
 Verdict = Literal["accepted", "violation", "protocol"]
@@ -191,17 +192,32 @@ def _result(failure: Failure | None, ctx: RunContext, replay_path: str | None,
             machine: str, notes: list[str]) -> OracleResult:
     if failure is None:
         return OracleResult("accepted", None, [], None, ctx.stats.as_dict(), None, notes)
-    if replay_path is not None:
+    if replay_path is not None and failure.log:
         write_replay(replay_path, failure, ctx, machine)
+    else:
+        replay_path = None  # nothing was sent (the subject did not start)
     verdict: Verdict = "protocol" if failure.kind == "protocol" else "violation"
     return OracleResult(verdict, failure.violation, list(failure.log), replay_path,
                         ctx.stats.as_dict(), failure, notes)
 
 
 def _progress(progress: bool | Callable[[RunStats], None]) -> Callable[[RunStats], None] | None:
+    """A callable is used as is; True prints a status line on stderr at most twice a
+    second (the CLI draws a rich progress bar instead)."""
     if callable(progress):
         return progress
-    return None
+    if not progress:
+        return None
+    last = [0.0]
+
+    def show(stats: RunStats) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5:
+            last[0] = now
+            sys.stderr.write(f"\roracle: {stats.sessions} sequences, {stats.requests} "
+                             f"requests, {stats.violations} violations")
+            sys.stderr.flush()
+    return show
 
 
 def check_subject(subject: SubjectSpec, *, machine: str | dict[str, Any] = "small",
@@ -209,9 +225,12 @@ def check_subject(subject: SubjectSpec, *, machine: str | dict[str, Any] = "smal
                   seed: int = 0, sequences: int | None = None, steps: int | None = None,
                   budget: float = DEFAULT_BUDGET, timeout: float = DEFAULT_TIMEOUT,
                   replay_path: str | None = None,
-                  progress: bool | Callable[[RunStats], None] = False) -> OracleResult:
+                  progress: bool | Callable[[RunStats], None] = False,
+                  shrink_budget: float | None = None) -> OracleResult:
     """Judge a subject: a command (string or argv) started once per session, or a callable
-    returning an in-process SubjectAPI. See the module docstring for the settings."""
+    returning an in-process SubjectAPI. See the module docstring for the settings;
+    ``shrink_budget`` caps the seconds spent shrinking after the first failure (default:
+    whatever is left of ``budget``)."""
     from hypothesis.internal.conjecture import engine
 
     if mode not in ("spec", "exact"):
@@ -224,7 +243,11 @@ def check_subject(subject: SubjectSpec, *, machine: str | dict[str, Any] = "smal
     end = t0 + budget
 
     def shrink_seconds() -> float:  # Hypothesis' share; ddmin, which gains more, gets the rest
-        return max(0.5, (end - time.monotonic()) * HYPOTHESIS_SHRINK_SHARE)
+        nonlocal end
+        now = time.monotonic()
+        if shrink_budget is not None:
+            end = min(end, now + shrink_budget)
+        return max(0.5, (end - now) * HYPOTHESIS_SHRINK_SHARE)
 
     ctx = RunContext(hello, strict=strict, mode=mode, pages_only=pages_only,
                      gen_deadline=t0 + budget * GEN_SHARE, shrink_seconds=shrink_seconds,

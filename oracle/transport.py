@@ -38,6 +38,7 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_BUDGET = 30.0  # seconds of a whole oracle run (oracle/run.py); here so the CLI stays light
 BYE_TIMEOUT = 5.0
 STDERR_TAIL_BYTES = 8192
+MAX_LINE_BYTES = 64 << 20  # an answer line longer than this is garbage, not a vmalloc answer
 PIPE_BATCH_BYTES = 32768  # below the 64 KiB Linux pipe buffer: a batch write never blocks
 
 _LIVE: set[subprocess.Popen[bytes]] = set()
@@ -285,6 +286,9 @@ class ProcessSubject:
                                       f"({msg.get('op')})")
             nl = len(buf) + chunk.find(b"\n") if b"\n" in chunk else -1
             buf += chunk
+            if nl < 0 and len(buf) > MAX_LINE_BYTES:
+                raise self._fail("garbage", f"more than {MAX_LINE_BYTES} bytes on standard "
+                                 "output without a newline", msg, bytes(buf[:500]))
         line = bytes(buf[:nl])
         del buf[:nl + 1]
         return line

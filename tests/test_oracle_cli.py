@@ -91,7 +91,8 @@ for line in sys.stdin:
 """)
     cmd = shlex.join([sys.executable, str(script)])
     out = tmp_path / "fail.jsonl"
-    p = oracle("--subject", cmd, "--pages-only", "--budget", "4", "--replay-out", str(out))
+    p = oracle("--subject", cmd, "--pages-only", "--sequences", "3", "--budget", "6",
+               "--replay-out", str(out))
     assert p.returncode == 1, p.stdout + p.stderr
     assert "verdict: violation of rule 'align'" in p.stdout
     for key in ("request:", "answer:", "why:", "minimal sequence", f"replay file: {out}"):
@@ -113,7 +114,8 @@ def test_protocol_verdict_exit_2(tmp_path: Path) -> None:
     assert_reaped(pids)
 
 
-@pytest.mark.parametrize("kw", [{}, {"pages_only": True}], ids=["spec", "pages-only"])
+@pytest.mark.parametrize("kw", [{}, {"pages_only": True}, {"strict": True}, {"mode": "exact"}],
+                         ids=["spec", "pages-only", "strict", "exact"])
 def test_reference_subject_process_is_accepted(kw: dict[str, Any]) -> None:
     r = check_subject(REFERENCE, seed=2, sequences=3, steps=10, budget=20.0, **kw)
     assert r.verdict == "accepted", r.failure

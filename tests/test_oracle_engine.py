@@ -102,8 +102,8 @@ def test_kmalloc_sizes_cover_every_class_edge_and_the_limit() -> None:
 
 class EagerSlabReference(ReferenceSubject):
     """The reference with its slab allocator booted at hello: booted lazily, at the first
-    slab request, it fails with ENOMEM when alloc_pages has exhausted memory before (see
-    /work/notes/status-oracle-engine.md), which is not what this test is about."""
+    slab request, it cannot boot once alloc_pages has exhausted memory, and then has no
+    cache objects to free, which this test wants to see."""
 
     def request(self, msg: dict[str, Any]) -> dict[str, Any]:
         ans = super().request(msg)
@@ -112,19 +112,53 @@ class EagerSlabReference(ReferenceSubject):
         return ans
 
 
-def test_generated_requests_are_inside_the_protocol() -> None:
-    """A strict run: every request is one the judge understands (observe raises RequestError
-    for anything outside protocol v1), every request kind of every feature is sent, invalid
-    ones included, and pressure reaches the watermarks."""
-    r = check_subject(EagerSlabReference, machine="small", strict=True, seed=4, budget=30.0,
-                      sequences=12, steps=25)
-    assert r.verdict == "accepted", r.failure
-    per_kind = r.stats["per_kind"]
+class StrictEagerMachine(SubjectStateMachine):
+    strict = True
+
+    def make_subject(self) -> EagerSlabReference:
+        return EagerSlabReference()
+
+
+def test_every_rule_sends_requests_inside_the_protocol() -> None:
+    """Each macro-step, called directly with fixed parameters: every request kind of every
+    feature is sent, invalid ones too, and every request is one the judge understands
+    (observe raises RequestError for anything outside protocol v1)."""
+    StrictEagerMachine.context = None
+    m = StrictEagerMachine()
+    w = (0, 1, False, False, -1, 0)
+    m.alloc_pages_burst(burst=(40, 4, True, w, 1))
+    m.alloc_pages_until_null(top=0, cap=5000, w=(1, 0, True, True, 1, 3))
+    m.free_pages_step(pattern=1, index=0, count=8, seed=2)
+    m.fragment_pages(top=1, k=64, w=w)
+    m.kmalloc_burst(k=60, size=5, spread=True, w=(0, 2, False, False, 0, 1), seed=3)
+    m.kmalloc_until_null(size=60, cap=300, w=(7, 0, False, True, -1, 2))
+    m.kfree_step(pattern=3, index=0, count=10, seed=4)
+    m.kfree_step(pattern=5, index=0, count=1, seed=0)
+    m.free_pages_step(pattern=2, index=0, count=1, seed=0)
+    m.cache_create(size=4, align=3)
+    m.cache_alloc_burst(cache=0, k=20, w=(1, 1, True, True, 0, 0))
+    m.cache_free_step(cache=0, pattern=4, index=0, count=5, seed=5, with_kfree=False)
+    m.cache_free_step(cache=0, pattern=0, index=1, count=1, seed=5, with_kfree=True)
+    m.vmalloc_burst(k=4, size=3, spread=True, mask=1, cpu=2, seed=6)
+    m.vfree_step(pattern=0, index=0, count=1, seed=0)
+    for kind in range(16):
+        m.invalid_request(kind=kind, index=kind, n=2)
+    m.cache_destroy(cache=0)
+    m.teardown()
+    per_kind = m.ctx.stats.as_dict()["per_kind"]
     for op in ("alloc_pages", "free_pages", "kmalloc", "kfree", "kmem_cache_create",
-               "kmem_cache_alloc", "kmem_cache_free", "kmem_cache_destroy"):
+               "kmem_cache_alloc", "kmem_cache_free", "kmem_cache_destroy", "vmalloc", "vfree"):
         assert per_kind.get(op, {}).get("valid", 0) > 0, (op, per_kind)
-    assert sum(c["invalid"] for c in per_kind.values()) > 0
-    assert r.stats["answers"].get("null", 0) > 0  # pressure reached the watermarks
+    assert sum(c["invalid"] for c in per_kind.values()) >= 8
+    assert m.ctx.stats.answers["null"] > 0  # pressure reached the watermarks
+    assert m.ctx.last_failure is None
+
+
+def test_strict_run_against_the_reference_is_accepted() -> None:
+    r = check_subject(EagerSlabReference, strict=True, seed=1, budget=6.0, sequences=8,
+                      steps=20)
+    assert r.verdict == "accepted", r.failure
+    assert sum(c["invalid"] for c in r.stats["per_kind"].values()) > 0
 
 
 # --- the reference is accepted in every mode -----------------------------------------------------

@@ -44,4 +44,5 @@ def test_spurious_failure_needs_pressure() -> None:
 def check_subject_pages(cls: type[Mutant]) -> Any:
     from oracle.run import check_subject
 
-    return check_subject(cls, seed=0, budget=4.0, pages_only=True)
+    return check_subject(cls, seed=0, budget=60.0, sequences=10, shrink_budget=2.5,
+                         pages_only=True)

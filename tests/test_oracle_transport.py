@@ -74,7 +74,7 @@ def assert_reaped(pids: Path) -> None:
 def test_transport_faults_are_protocol_verdicts(tmp_path: Path, fault: str, kind: str) -> None:
     argv, pids = faulty(tmp_path, fault)
     t0 = time.monotonic()
-    r = check_subject(argv, seed=0, sequences=1, budget=2.0, timeout=2.0,
+    r = check_subject(argv, seed=0, sequences=1, budget=30.0, shrink_budget=1.0, timeout=2.0,
                       replay_path=str(tmp_path / "r.jsonl"))
     assert time.monotonic() - t0 < 15
     assert r.verdict == "protocol" and r.exit_status == 2
@@ -97,6 +97,9 @@ def test_no_exit_after_bye_is_a_hang(tmp_path: Path) -> None:
 def test_missing_command_is_a_protocol_failure() -> None:
     with pytest.raises(ProtocolFailure, match="cannot start subject"):
         ProcessSubject(["/nonexistent/subject"])
+    r = check_subject(["/nonexistent/subject"], budget=5.0)
+    assert r.verdict == "protocol" and r.failure is not None
+    assert r.failure.protocol_kind == "crash" and "cannot start" in r.failure.message
 
 
 def test_pipelined_requests_and_clean_bye() -> None:
