@@ -75,7 +75,9 @@ def add_parser(sub: Any) -> None:
                     help="spec: anything the specification allows; exact: also the reference "
                          "implementation's own choices (same pfn, address, null)")
     sp.add_argument("--pages-only", action="store_true",
-                    help="page requests only: sessions where the liveness rule is checked")
+                    help="page requests only: sessions where the liveness rule is checked "
+                         "(default: a third of the generation budget in such sessions, then "
+                         "sessions with every feature the subject lists)")
     sp.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     sp.add_argument("--sequences", type=_positive(int, "--sequences"), default=None,
                     metavar="N", help="at most N sequences (sessions); default: the budget")
@@ -156,7 +158,8 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         else:
             result = check_subject(
                 args.subject, machine=args.machine, strict=args.strict, mode=args.mode,
-                pages_only=args.pages_only, seed=args.seed, sequences=args.sequences,
+                pages_only=True if args.pages_only else None, seed=args.seed,
+                sequences=args.sequences,
                 steps=args.steps, budget=args.budget, timeout=args.timeout,
                 replay_path=args.replay_out or DEFAULT_REPLAY_OUT, progress=progress)
     if args.json:

@@ -51,6 +51,7 @@ from spec.errors import KmemError
 DEFAULT_STEPS = 40
 DEFAULT_SEQUENCES = 100_000  # in practice the budget ends generation first
 GEN_SHARE = 0.6
+PAGES_ONLY_SHARE = 1 / 3  # of generation, without --pages-only: see check_subject
 HYPOTHESIS_SHRINK_SHARE = 0.25
 REPLAY_VERSION = 1
 
@@ -221,7 +222,7 @@ def _progress(progress: bool | Callable[[RunStats], None]) -> Callable[[RunStats
 
 
 def check_subject(subject: SubjectSpec, *, machine: str | dict[str, Any] = "small",
-                  strict: bool = False, mode: str = "spec", pages_only: bool = False,
+                  strict: bool = False, mode: str = "spec", pages_only: bool | None = None,
                   seed: int = 0, sequences: int | None = None, steps: int | None = None,
                   budget: float = DEFAULT_BUDGET, timeout: float = DEFAULT_TIMEOUT,
                   replay_path: str | None = None,
@@ -249,34 +250,57 @@ def check_subject(subject: SubjectSpec, *, machine: str | dict[str, Any] = "smal
             end = min(end, now + shrink_budget)
         return max(0.5, (end - now) * HYPOTHESIS_SHRINK_SHARE)
 
-    ctx = RunContext(hello, strict=strict, mode=mode, pages_only=pages_only,
+    ctx = RunContext(hello, strict=strict, mode=mode, pages_only=bool(pages_only),
                      gen_deadline=t0 + budget * GEN_SHARE, shrink_seconds=shrink_seconds,
                      progress=_progress(progress))
-    cls = type("OracleRun", (SubjectStateMachine,), {
-        "make_subject": lambda self: factory(), "context": ctx, "machine": hello,
-        "strict": strict, "mode": mode, "pages_only": pages_only})
+    # pages_only None (the default, and the CLI without --pages-only): two phases, first
+    # pages-only sessions (where the liveness rule is judged: a subject that leaks or fails
+    # spuriously shows there), then sessions with every feature the subject lists. True: only
+    # the first kind; False: only the second. A failure ends the run in its phase, and the
+    # replay file records which kind of session it was.
+    phases = [True, False] if pages_only is None else [pages_only]
 
-    def make() -> SubjectStateMachine:
-        return cls()  # type: ignore[no-any-return]
+    def phase_settings(po: bool) -> settings:
+        n = sequences or DEFAULT_SEQUENCES
+        if len(phases) == 2:
+            first = max(1, round(n * PAGES_ONLY_SHARE))
+            n = first if po else max(1, n - first)
+        return settings(max_examples=n,
+                        stateful_step_count=steps or DEFAULT_STEPS, deadline=None, database=None,
+                        derandomize=False, phases=(Phase.generate, Phase.shrink),
+                        suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+                        verbosity=Verbosity.quiet, print_blob=False)
 
-    make._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
-    conf = settings(max_examples=sequences or DEFAULT_SEQUENCES,
-                    stateful_step_count=steps or DEFAULT_STEPS, deadline=None, database=None,
-                    derandomize=False, phases=(Phase.generate, Phase.shrink),
-                    suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-                    verbosity=Verbosity.quiet, print_blob=False)
     notes: list[str] = []
     old = engine.MAX_SHRINKING_SECONDS
     try:
-        try:
-            run_state_machine_as_test(cast(Any, make), settings=conf)  # a factory works
-        except KeyboardInterrupt:
-            raise
-        except BaseException:
-            if ctx.stop is None and ctx.last_failure is None:
+        for po in phases:
+            ctx.pages_only = po
+            share = PAGES_ONLY_SHARE if po and len(phases) == 2 else 1.0
+            ctx.gen_deadline = t0 + budget * GEN_SHARE * share
+            ctx.stop = None
+            cls = type("OracleRun", (SubjectStateMachine,), {
+                "make_subject": lambda self: factory(), "context": ctx, "machine": hello,
+                "strict": strict, "mode": mode, "pages_only": po})
+
+            def make(cls: type = cls) -> SubjectStateMachine:
+                return cls()  # type: ignore[no-any-return]
+
+            make._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
+            try:
+                run_state_machine_as_test(cast(Any, make), settings=phase_settings(po))
+            except KeyboardInterrupt:
                 raise
+            except BaseException:
+                if ctx.stop is None and ctx.last_failure is None:
+                    raise
+            if ctx.last_failure is not None or (ctx.stop is not None
+                                                and ctx.stop.reason != "budget"):
+                break
         if ctx.stop is not None and ctx.stop.reason == "budget":
             notes.append(f"generation stopped at {budget * GEN_SHARE:g} s of the budget")
+        if len(phases) == 2:
+            notes.append("pages-only sessions (liveness judged) first, then every feature")
         failure = ctx.last_failure
         shrink: dict[str, Any] = {}
         if failure is not None and ctx.first_failure is not None:

@@ -32,7 +32,15 @@ on a bad guard) and the table allocation (a fresh page, not a table of the tree 
 no PTE, zeroed: __GFP_ZERO) are restated here. The invariants are universally quantified over
 slots; the step is proved for two arbitrary slots with the pre-state invariants instantiated
 at those slots and at the slots the two walks visit (sound: the quantified pre-state invariant
-implies every instance), so the proofs stay quantifier-free.
+implies every instance), so the proofs stay quantifier-free. Hypotheses of the step, each
+an obligation of another part of the model: the pfn mapped is not a table page of the tree
+(callers map pages they allocated), and the pages the allocator hands out for tables are
+neither tables of the tree nor mapped by a PTE (they are free). Array keys are 40-bit pfns and
+9-bit indices (entries hold 40-bit pfns, PTE_PFN_MASK; pgtable.index_split proves indices are
+below 512). map_page is split into 8 cases by which upper entries its walk finds present
+(each case a straight-line transition, no array-valued If). Not covered: PageTable's cache
+of PTE tables (``_pt_cache``), which PageTable.violations() checks concretely against the
+walk; map_pages/unmap_range (loops of the same steps, tested); free_tables.
 """
 
 from __future__ import annotations
@@ -445,12 +453,15 @@ def walk_frame(index: Fn = level_index, step: Fn = walk_step,
     return r
 
 
-def init_state(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> ProofResult:
+def init_state(zeroed: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> ProofResult:
     """A new tree (PageTable.__init__: a zeroed root at level 0, nothing else owned)
     satisfies the invariants at every slot."""
     root = _bv("root")
+    entries = z3.K(KEY, ZERO_TABLE)
+    if not zeroed:  # the root's entries are whatever the page held
+        entries = z3.Store(entries, _k(root), z3.Array("garbage", IDX, z3.BitVecSort(W)))
     st = SymTree("init", root).copy(
-        z3.K(KEY, ZERO_TABLE), z3.Store(z3.K(KEY, z3.BoolVal(False)), _k(root), True),
+        entries, z3.Store(z3.K(KEY, z3.BoolVal(False)), _k(root), True),
         z3.Store(z3.K(KEY, z3.BitVecVal(0, 8)), _k(root), 0))
     s1, s2 = (_bv("t1"), _bv("i1")), (_bv("t2"), _bv("i2"))
     return prove("pgtable.init", [], _post_goals(st, s1, s2), timeout_ms)
@@ -490,7 +501,15 @@ def walk_step_not_present(entry: Bits, fresh: Bits) -> Bits:
     return child, z3.If(entry_present(entry), new, new & ~1)
 
 
+def init_root_not_zeroed() -> ProofResult:
+    """pgd_alloc without __GFP_ZERO (GFP_PGTABLE_USER minus the zeroing): the new PGD holds
+    whatever the page held."""
+    return init_state(zeroed=False)
+
+
 PGTABLE_MUTANTS: dict[str, tuple[str, Fn, Callable[[], ProofResult]]] = {
+    "mutant.pgtable_init_root_not_zeroed": (
+        "pgtable.init", init_root_not_zeroed, init_root_not_zeroed),
     "mutant.pgtable_pmd_index_shift": (
         "pgtable.index_split", pmd_index_wrong_shift,
         lambda: index_split(pmd=pmd_index_wrong_shift)),

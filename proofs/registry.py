@@ -231,7 +231,18 @@ def _extra_checks(long: bool) -> list[Check]:
     return out
 
 
-PROVIDERS: list[Callable[[bool], list[Check]]] = [_extra_checks]
+def _vm_modelcheck_checks(long: bool) -> list[Check]:
+    """The rows of proofs/modelcheck_vm.py (VM model checker and its seeded bugs)."""
+    from proofs import checks_extra, modelcheck_vm
+
+    def run(lg: bool, c: Any) -> Any:
+        return checks_extra.run_check(c)
+
+    return [Check(c.name, c.kind, partial(run, c=c), c.budget_s, what=c.what)
+            for c in modelcheck_vm.extra_checks(long)]
+
+
+PROVIDERS: list[Callable[[bool], list[Check]]] = [_extra_checks, _vm_modelcheck_checks]
 """Functions ``long -> list[Check]`` contributing checks that depend on the run mode."""
 
 

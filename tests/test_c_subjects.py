@@ -287,7 +287,7 @@ VARIANTS: dict[str, tuple[tuple[str, ...], int, int, dict[str, Any]]] = {
     "misaligned-boot": (("align",), 40, 1, PAGES),
     "merge-wrong-head": (("align", "overlap", "free"), 1000, 1, PAGES),
     "dma-zone": (("range",), 40, 1, PAGES),
-    "thisnode-ignored": (("range",), 200, 1, PAGES),
+    "thisnode-ignored": (("range",), 2000, 1, PAGES),
     "sleep-in-atomic": (("sleep",), 40, 1, PAGES),
     "wmark-wrong-reserve": (("liveness",), 40, 3, {**PAGES, "machine": SMALL_BIG_DMA_RESERVE}),
     "leak-on-free": (("liveness",), 1000, 0, PAGES),

@@ -141,6 +141,9 @@ def check_caught(cls: type[Mutant], kw: dict[str, Any], rule: str, tmp_path: Pat
     """The oracle finds the defect with the expected rule, shrinks it, and the replay file
     reproduces it with the broken subject and passes with the reference."""
     path = tmp_path / "failure.jsonl"
+    # an eager slab keeps pages that pages-only sessions may not: those mutants run with
+    # every feature in every session
+    kw = {"pages_only": None if not cls.eager_slab else False, **kw}
     r = check_subject(cls, seed=0, budget=60.0, sequences=10, shrink_budget=2.5,
                       replay_path=str(path), **kw)
     assert r.verdict == "violation" and r.exit_status == 1
