@@ -282,12 +282,14 @@ class BitmapLiveMap:
     *which* interval covers a granule walks back over the covered granules to the nearest
     start: rare paths only (a conflict, a pointer inside an object)."""
 
-    __slots__ = ("_bm", "_gs", "_iv")
+    __slots__ = ("_bm", "_cb", "_cm", "_gs", "_iv")
 
-    def __init__(self, granule_shift: int = 3) -> None:
+    def __init__(self, granule_shift: int = 3, chunk_bits: int = 9) -> None:
         self._iv: dict[int, tuple[int, object]] = {}
         self._bm: dict[int, int] = {}
         self._gs = granule_shift
+        self._cb = chunk_bits  # 2^chunk_bits granules per int
+        self._cm = (1 << chunk_bits) - 1
 
     def __len__(self) -> int:
         return len(self._iv)
@@ -298,14 +300,14 @@ class BitmapLiveMap:
         g1 = ((hi - 1) >> gs) + 1
         out = []
         while g0 < g1:
-            c = g0 >> 9
-            top = min(g1, (c + 1) << 9)
-            out.append((c, ((1 << (top - g0)) - 1) << (g0 & 511)))
+            c = g0 >> self._cb
+            top = min(g1, (c + 1) << self._cb)
+            out.append((c, ((1 << (top - g0)) - 1) << (g0 & self._cm)))
             g0 = top
         return out
 
     def _covered(self, g: int) -> bool:
-        return bool(self._bm.get(g >> 9, 0) >> (g & 511) & 1)
+        return bool(self._bm.get(g >> self._cb, 0) >> (g & self._cm) & 1)
 
     def _owner(self, g: int) -> Interval:
         """The live interval covering granule ``g`` (whose bit is set)."""
@@ -328,7 +330,7 @@ class BitmapLiveMap:
         for c, m in self._masks(lo, hi):
             hit = bm.get(c, 0) & m
             if hit:
-                return self._owner((c << 9) + (hit & -hit).bit_length() - 1)
+                return self._owner((c << self._cb) + (hit & -hit).bit_length() - 1)
         return None
 
     def add(self, lo: int, hi: int, tag: object) -> object | None:
@@ -339,21 +341,22 @@ class BitmapLiveMap:
         gs = self._gs
         g0 = lo >> gs
         g1 = ((hi - 1) >> gs) + 1
-        c = g0 >> 9
+        cb = self._cb
+        c = g0 >> cb
         bm = self._bm
-        if (g1 - 1) >> 9 == c:  # the common case: one chunk
-            m = ((1 << (g1 - g0)) - 1) << (g0 & 511)
+        if (g1 - 1) >> cb == c:  # the common case: one chunk
+            m = ((1 << (g1 - g0)) - 1) << (g0 & self._cm)
             old = bm.get(c, 0)
             if old & m:
                 hit = old & m
-                return self._owner((c << 9) + (hit & -hit).bit_length() - 1)[2]
+                return self._owner((c << cb) + (hit & -hit).bit_length() - 1)[2]
             bm[c] = old | m
         else:
             masks = self._masks(lo, hi)
             for cc, mm in masks:
                 hit = bm.get(cc, 0) & mm
                 if hit:
-                    return self._owner((cc << 9) + (hit & -hit).bit_length() - 1)[2]
+                    return self._owner((cc << cb) + (hit & -hit).bit_length() - 1)[2]
             for cc, mm in masks:
                 bm[cc] = bm.get(cc, 0) | mm
         self._iv[lo] = (hi, tag)
@@ -368,10 +371,10 @@ class BitmapLiveMap:
         gs = self._gs
         g0 = lo >> gs
         g1 = ((hi - 1) >> gs) + 1
-        c = g0 >> 9
+        c = g0 >> self._cb
         bm = self._bm
-        if (g1 - 1) >> 9 == c:
-            nv = bm[c] & ~(((1 << (g1 - g0)) - 1) << (g0 & 511))
+        if (g1 - 1) >> self._cb == c:
+            nv = bm[c] & ~(((1 << (g1 - g0)) - 1) << (g0 & self._cm))
             if nv:
                 bm[c] = nv
             else:
@@ -388,6 +391,10 @@ class BitmapLiveMap:
     @property
     def granule_shift(self) -> int:
         return self._gs
+
+    @property
+    def chunk_bits(self) -> int:
+        return self._cb
 
     def raw(self) -> tuple[dict[int, tuple[int, object]], dict[int, int]]:
         """The starts (start -> (end, tag)) and the chunk bitmaps, for a hot loop that inlines
@@ -409,7 +416,7 @@ class BitmapLiveMap:
     def find(self, addr: int) -> Interval | None:
         """The live interval containing ``addr``, or None."""
         g = addr >> self._gs
-        if not self._bm.get(g >> 9, 0) >> (g & 511) & 1:
+        if not self._bm.get(g >> self._cb, 0) >> (g & self._cm) & 1:
             return None
         s, e, t = self._owner(g)
         return (s, e, t) if s <= addr < e else None

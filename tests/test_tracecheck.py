@@ -489,3 +489,65 @@ def test_node_bound_requests_by_the_node_of_their_page(tmp_path: Path) -> None:
     from spec.errors import KmemError
     with pytest.raises(KmemError, match="zoneinfo"):
         t.check(zoneinfo=str(bad))
+
+
+def test_lines_without_the_irq_info_column() -> None:
+    """options/irq-info off: "comm-pid [cpu] ts: event: ..." (no flags): parsed, and the
+    atomic-context rule is said not to apply to those lines (nothing to judge it by)."""
+    lines = []
+    for ts, ev in ((10, emit.mm_page_alloc(0x100, 1, 0xCC0)),
+                   (20, kmalloc_line(va(0x30), 100, 128)),
+                   (30, emit.mm_page_alloc(0x101, 0, 0xCC0))):
+        lines.append(f"{'cat':>16}-{77:<7} [001] {ts // 1_000_000:5d}.{ts % 1_000_000:06d}: "
+                     f"{ev}\n")
+    r = check_trace(text="".join(lines))
+    assert rules(r) == [("page.overlap", 3)]
+    assert r.events["kmalloc"] == 1 and r.rules_checked["sleep.atomic"] == 0
+
+
+def test_merged_buffers_report_the_file_and_line_of_a_violation(tmp_path: Path) -> None:
+    cpu0 = ["# tracer: nop\n"] + [
+        emit.prefix("a", 1, 0, ".....", ts) + emit.mm_page_alloc(pfn, 0, 0xCC0) + "\n"
+        for ts, pfn in ((10, 0x200), (11, 0x201), (40, 0x300))]
+    cpu1 = [emit.prefix("b", 2, 1, ".....", ts) + ev + "\n"
+            for ts, ev in ((20, emit.mm_page_alloc(0x400, 1, 0xCC0)),
+                           (30, emit.mm_page_alloc(0x401, 0, 0xCC0)))]
+    (tmp_path / "cpu0").write_text("".join(cpu0))
+    (tmp_path / "cpu1").write_text("".join(cpu1))
+    r = check_trace([tmp_path / "cpu0", tmp_path / "cpu1"])
+    assert [(Path(v.source).name, v.lineno, v.rule) for v in r.violations] == [
+        ("cpu1", 2, "page.overlap")]
+    assert r.lines == 6 and r.live_pages == 4  # the violating block replaces the old one
+
+
+def test_a_large_kmalloc_freed_and_made_again_at_its_address_is_a_new_object() -> None:
+    t = T()
+    for _ in range(2):
+        t.add(emit.mm_page_alloc(0x40, 2, 0x40CC0))
+        t.add(kmalloc_line(va(0x40), 9000, 16384))
+        t.add(emit.kfree("x+0x1/0x2", va(0x40)))
+        t.add(emit.mm_page_free(0x40, 2))
+    r = t.check()
+    assert r.violations == [] and r.live_objects == 0
+    assert r.counters["duplicate_large_kmalloc_events"] == 0
+
+
+def test_repeated_allocation_texts_are_judged_every_time() -> None:
+    """The replay remembers what follows from an allocation line's text apart from its ptr
+    (a memo): the second and later lines must be judged exactly as the first."""
+    t = T()
+    first = t.add(kmalloc_line(va(0x10), 100, 96))
+    second = t.add(kmalloc_line(va(0x11), 100, 96))
+    t.add(kmalloc_line(va(0x12), 64, 64))
+    misaligned = t.add(kmalloc_line(va(0x13, 32), 64, 64))
+    t.add(emit.kmem_cache_alloc("c+0x1/0x2", va(0x20), 64, 64, 0xCC0))
+    soft = t.add(emit.kmem_cache_alloc("c+0x1/0x2", va(0x21), 64, 64, 0xCC0), flags="..s1.")
+    over = t.add(emit.kmem_cache_alloc("c+0x1/0x2", va(0x21, 32), 64, 64, 0xCC0))
+    t.add(emit.mm_page_alloc(0x30, 0, 0xCC0))
+    t.add(emit.mm_page_free(0x30, 0))
+    in_free = t.add(emit.kmem_cache_alloc("c+0x1/0x2", va(0x30), 64, 64, 0xCC0))
+    r = t.check(page_offset=BASE)
+    assert rules(r) == [("kmalloc.size_class", first), ("kmalloc.size_class", second),
+                        ("kmalloc.align", misaligned), ("sleep.atomic", soft),
+                        ("object.overlap", over), ("object.in_free_page", in_free)]
+    assert r.caches["kmalloc-96"].allocs == 2 and r.rules_checked["kmalloc.size_class"] == 4

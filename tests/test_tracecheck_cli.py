@@ -1,4 +1,4 @@
-"""``kmemspec check-trace``: exit codes, JSON, plots, standard input, PagedLiveMap."""
+"""``kmemspec check-trace``: exit codes, JSON, plots, standard input, BitmapLiveMap."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from spec.alloc_rules import LiveMap, PagedLiveMap
+from spec.alloc_rules import BitmapLiveMap, LiveMap
 from tracecheck import emit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,14 +77,18 @@ def test_binary_garbage_is_reported_without_a_traceback(tmp_path: Path) -> None:
     assert doc["malformed_total"] >= 1 and len(doc["malformed"]) <= 200
 
 
-def test_paged_live_map_agrees_with_live_map() -> None:
-    """The chunked LiveMap the checker uses answers as spec.alloc_rules.LiveMap does."""
+@pytest.mark.parametrize("granule_shift", [0, 3])
+def test_bitmap_live_map_agrees_with_live_map(granule_shift: int) -> None:
+    """The O(1) LiveMap the checker uses (spec.alloc_rules.BitmapLiveMap) answers as
+    spec.alloc_rules.LiveMap does, for granule-aligned intervals, including the
+    inlined-by-hand paths' building blocks (raw, unmark)."""
     rng = random.Random(7)
-    for _ in range(150):
-        a, b = LiveMap(), PagedLiveMap(4, 9)
+    g = 1 << granule_shift
+    for _ in range(120):
+        a, b = LiveMap(), BitmapLiveMap(granule_shift)
         for _step in range(200):
-            lo = rng.randrange(0, 4000)
-            hi = lo + rng.choice([1, 2, 8, 16, 40, 100, 600, 2000])
+            lo = rng.randrange(0, 9000 // g) * g
+            hi = lo + g * rng.choice([1, 2, 3, 8, 40, 100, 600, 700, 2000])
             op = rng.random()
             if op < 0.5:
                 assert (a.add(lo, hi, (lo,)) is None) == (b.add(lo, hi, (lo,)) is None)
@@ -92,6 +96,12 @@ def test_paged_live_map_agrees_with_live_map() -> None:
                 s = rng.choice([x for x, _e, _t in a.items()] or [0])
                 assert a.remove(s) == b.remove(s)
             else:
-                assert a.find(lo) == b.find(lo)
+                x = rng.randrange(0, 12000)
+                assert a.find(x) == b.find(x)
                 assert list(a.irange(lo, hi)) == list(b.irange(lo, hi))
         assert list(a.items()) == list(b.items()) and len(a) == len(b)
+        starts, bitmap = b.raw()
+        for s, (e, _t) in list(starts.items()):
+            del starts[s]
+            b.unmark(s, e)
+        assert not bitmap and len(b) == 0

@@ -10,13 +10,16 @@ shared definition it uses (spec/alloc_rules.py, spec/gfp.py, spec/slab.py):
 =====================  ====================================================================
 page.align             an allocated (or freed) block of 2^order pages starts on a multiple of
                        2^order (block_aligned; mm/page_alloc.c expand)
-page.overlap           no two live page blocks share a page (LiveMap)
+page.overlap           no two live page blocks share a page (BitmapLiveMap: the LiveMap
+                       contract in O(1) per operation)
 page.free_order        a block is freed with at most the order it was allocated with (a
                        smaller order is a split_page()/folio split, allowed), inside one block
-page.double_free       a block is freed only while live; order 0 is excused (see below)
+page.double_free       a block is freed only while live (mm/page_alloc.c free_pages_prepare);
+                       order 0 is excused (see below)
 page.migratetype       mm_page_alloc's migratetype is gfp_migratetype(gfp_flags)
                        (mm/page_alloc.c prepare_alloc_pages, include/linux/gfp.h)
-object.overlap         no two live slab/kmalloc objects share a byte (LiveMap)
+object.overlap         no two live slab/kmalloc objects share a byte (BitmapLiveMap, 8-byte
+                       granules; its one-chunk add/remove are inlined in the replay loop)
 object.double_free     an object is freed only while live
 object.invalid_free    kfree/kmem_cache_free of a pointer inside a live object, not its start
 object.in_free_page    no object is allocated in a page the trace shows free (needs the
@@ -42,6 +45,9 @@ What is deliberately not a violation, and why:
 * a free of an order-0 page the trace already showed free: ``alloc_pages_bulk`` takes order-0
   pages off the per-CPU lists without ``mm_page_alloc`` (mm/page_alloc.c), so the page may have
   been reallocated unseen: counted (``order0_refree``);
+  (known limit: compaction's isolate_freepages and alloc_contig_range also take free blocks
+  without an event; a block of order >= 1 freed, taken by them and freed again is reported
+  as page.double_free);
 * a kmem_cache object freed again after a traced free: ``kmem_cache_alloc_bulk`` (the maple
   tree's mas_alloc_nodes, skbuff heads) allocates without an event, so it may have been
   handed out again unseen: counted (``cache_object_refree``); kmalloc objects (no bulk path)
@@ -66,6 +72,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import lzma
 import operator
 import os
@@ -76,8 +83,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from spec.alloc_rules import (
+    BitmapLiveMap,
     LiveMap,
-    PagedLiveMap,
     block_aligned,
     gfp_may_sleep,
     kmalloc_min_align,
@@ -119,6 +126,10 @@ ONE_GIB = 1 << 30
 KERNEL_HALF = 0xFFFF800000000000
 DEFAULT_REORDER_WINDOW = 0.001  # seconds
 KMALLOC_KEYS = ("kmalloc-", "dma-kmalloc-")
+ALLOC_EVENTS = frozenset({"kmalloc", "kmem_cache_alloc"})
+MEMO_MAX = 200_000  # allocation-line memo records (distinct call site/size/flags texts)
+BITS = tuple(1 << i for i in range(512))  # a bit of a 512-bit chunk, without shifting it
+OBJECT_CHUNK_BITS = 11  # live objects: 8-byte granules, 2048 per int (16 KiB)
 
 # event codes
 _OBJ_ALLOC, _KFREE, _KCFREE, _PG_ALLOC, _PG_FREE, _PG_BATCH, _PG_MOVE = range(7)
@@ -299,14 +310,91 @@ def _buddy_pieces(start: int, border: int, pfn: int, order: int) -> list[tuple[i
     return out
 
 
+class PfnSet:
+    """The pfns the trace shows free (freed and not allocated since): one 512-bit int per
+    chunk of 512 pfns, so adding, clearing and testing a block are a few int operations
+    whatever its size; ``lines`` keeps the line of each free by its first pfn (messages)."""
+
+    __slots__ = ("bm", "lines")
+
+    def __init__(self) -> None:
+        self.bm: dict[int, int] = {}
+        self.lines: dict[int, int] = {}
+
+    @staticmethod
+    def _masks(lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        while lo < hi:
+            c = lo >> 9
+            top = min(hi, (c + 1) << 9)
+            yield c, ((1 << (top - lo)) - 1) << (lo & 511)
+            lo = top
+
+    def add(self, lo: int, hi: int, lineno: int) -> None:
+        bm = self.bm
+        c = lo >> 9
+        if (hi - 1) >> 9 == c:  # one chunk: every aligned block up to order 9
+            bm[c] = bm.get(c, 0) | ((1 << (hi - lo)) - 1) << (lo & 511)
+        else:
+            for c, m in self._masks(lo, hi):
+                bm[c] = bm.get(c, 0) | m
+        self.lines[lo] = lineno
+
+    def discard(self, lo: int, hi: int) -> None:
+        bm = self.bm
+        c = lo >> 9
+        if (hi - 1) >> 9 == c:
+            v = bm.get(c)
+            if v is not None:
+                nv = v & ~(((1 << (hi - lo)) - 1) << (lo & 511))
+                if nv:
+                    bm[c] = nv
+                else:
+                    del bm[c]
+            self.lines.pop(lo, None)
+            return
+        for c, m in self._masks(lo, hi):
+            v = bm.get(c)
+            if v is not None:
+                nv = v & ~m
+                if nv:
+                    bm[c] = nv
+                else:
+                    del bm[c]
+        self.lines.pop(lo, None)
+
+    def first(self, lo: int, hi: int) -> int | None:
+        """The first free pfn in [lo, hi), or None."""
+        bm = self.bm
+        c = lo >> 9
+        if (hi - 1) >> 9 == c:
+            hit = bm.get(c, 0) & ((1 << (hi - lo)) - 1) << (lo & 511)
+            return (c << 9) + (hit & -hit).bit_length() - 1 if hit else None
+        for c, m in self._masks(lo, hi):
+            hit = bm.get(c, 0) & m
+            if hit:
+                return (c << 9) + (hit & -hit).bit_length() - 1
+        return None
+
+    def __contains__(self, pfn: int) -> bool:
+        return bool(self.bm.get(pfn >> 9, 0) & BITS[pfn & 511])
+
+    def __bool__(self) -> bool:
+        return bool(self.bm)
+
+    def line_of(self, pfn: int) -> str:
+        """The line that freed ``pfn``'s block, when it started there."""
+        n = self.lines.get(pfn)
+        return f"line {n}" if n is not None else "an earlier line"
+
+
 class _Layout:
     """How to read the needed fields of one event with one token count: ``fields`` has
-    (token index or -1, prefix length, base) per NEEDED field; ``flat`` the same indexes and
-    prefixes as one tuple for the hot path, which ``fast`` allows (every field it reads is
-    there, in the base it assumes)."""
+    (token index or -1, prefix length, base) per NEEDED field; ``get`` picks the hot path's
+    tokens in one call, which ``fast`` (objects) and ``fast_page_free`` allow: every field it
+    reads is there, with its plain ``key=`` prefix, in the base it assumes."""
 
-    __slots__ = ("code", "fast", "fields", "flat", "get", "has_name", "has_node", "ntok",
-                 "version")
+    __slots__ = ("code", "fast", "fast_page_free", "fields", "get", "has_name",
+                 "has_node", "ntok", "version")
 
     def __init__(self, code: int, ntok: int, fields: tuple[tuple[int, int, int], ...],
                  version: str) -> None:
@@ -314,12 +402,6 @@ class _Layout:
         self.ntok = ntok
         self.fields = fields
         self.version = version
-        flat: list[int] = []
-        for i, p, _b in fields:
-            flat += [i, p]
-        while len(flat) < 14:
-            flat += [-1, 0]
-        self.flat = tuple(flat)
         names = NEEDED[code]
         # the hot path slices constant prefixes ("ptr=" is 4 characters, ...)
         plain = all(i < 0 or p == len(n) + 1 for (i, p, _b), n in zip(fields, names,
@@ -339,6 +421,11 @@ class _Layout:
             self.fast = False
             idx = [0, 0]
         self.get = operator.itemgetter(*idx)
+        # page frees (pfn=0x..., order=N): the other hot case
+        self.fast_page_free = (code == _PG_FREE and plain and len(fields) == 2
+                               and fields[0][0] >= 0 and fields[1][0] >= 0)
+        if self.fast_page_free:
+            self.get = operator.itemgetter(fields[0][0], fields[1][0])
 
 
 class Replay:
@@ -357,15 +444,16 @@ class Replay:
         self.reorder_window = reorder_window
         self.strict = strict
         self.recorder = recorder
-        self.pages = PagedLiveMap(10, 20)       # live page blocks: pfn ranges
-        self.free_pages = PagedLiveMap(10, 20)  # pfn ranges shown freed, not reallocated since
-        self.objects = PagedLiveMap(16, 22)     # live objects: byte ranges (exact when hashed)
+        self.pages = BitmapLiveMap(0)  # live page blocks: pfn ranges
+        self.free_pages = PfnSet()     # pfns shown freed, not reallocated since
+        self.objects = BitmapLiveMap(3, OBJECT_CHUNK_BITS)  # live objects: 8-byte granules
         self.free_objects: dict[int, tuple[int, str]] = {}  # freed objects: line, cache
         self.vmap = LiveMap()         # live vmap areas
         self.vmap_lazy = LiveMap()    # freed lazily, not yet purged
         self.hashed: bool | None = None
         self.page_offset = page_offset
         self.page_offset_given = page_offset is not None
+        self.voting = True  # objects that follow their page still tell the base (or check it)
         self.base_votes: Counter[int] = Counter()
         self.base_disagree = 0
         self.gfp_memo: dict[str, tuple[int, bool, int]] = {}
@@ -386,14 +474,16 @@ class Replay:
         # kmalloc.size_class, sleep.atomic, object.overlap, object.in_free_page,
         # object.double_free: counted in a list on the hot path
         self.fast_rules = [0, 0, 0, 0, 0, 0]
+        # page.align and page.overlap, page.migratetype, sleep.atomic, page.double_free
+        self.page_rules = [0, 0, 0, 0]
+        self.page_order_counts: dict[int, int] = {}
+        self.alloc_memo: dict[str, tuple[Any, ...]] = {}
         self.hot = [0, 0]  # allocations and kmallocs judged on the hot path
         self.event_counts: dict[str, int] = {}
         self.evmap: dict[str, _Layout] = {}
         self.align_memo: dict[int, int] = {}
         self.last_line = ""
         self.lineno = 0
-        self.clean: set[int] = set()  # pfns holding objects, checked not free (see in_free_page)
-        self.last_names: dict[str, str] = {}
         self.cur_source = ""
         self.lost_at: list[str] = []
         self.base_needed_objects = 0
@@ -444,11 +534,10 @@ class Replay:
     def forget(self, lineno: int, why: str) -> None:
         """Lost events: what was live or free before can no longer be known."""
         self.flush_pending(None)
-        self.pages = PagedLiveMap(10, 20)
-        self.free_pages = PagedLiveMap(10, 20)
-        self.objects = PagedLiveMap(16, 22)
+        self.pages = BitmapLiveMap(0)
+        self.free_pages = PfnSet()
+        self.objects = BitmapLiveMap(0 if self.hashed else 3, OBJECT_CHUNK_BITS)
         self.free_objects = {}
-        self.clean.clear()
         self.vmap = LiveMap()
         self.vmap_lazy = LiveMap()
         self.last_page_alloc.clear()
@@ -576,12 +665,19 @@ class Replay:
         lineno = self.lineno
         objs = self.objects
         fo = self.free_objects
-        objs_add = objs.add
-        objs_remove = objs.remove
+        oiv, obm = objs.raw()
+        g3 = objs.granule_shift == 3
+        fpbm = self.free_pages.bm
         kmax = KMALLOC_MAX_CACHE_SIZE
-        clean = self.clean
-        last_names = self.last_names
+        bits = BITS
+        amemo = self.alloc_memo
+        alloc_events = ALLOC_EVENTS
+        cb = OBJECT_CHUNK_BITS
+        cm = (1 << cb) - 1
         fast_ok = self.recorder is None  # plots need every object event: the methods
+        # the memo path judges only what it recorded: off when node= names a node (cross-node
+        # statistics), and for hashed pointers and plots (the methods handle those)
+        amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
         obj_alloc_code, kcfree_code, page_shift = _OBJ_ALLOC, _KCFREE, PAGE_SHIFT
         started = bool(self.last_line)
         line = ""
@@ -592,13 +688,100 @@ class Replay:
                 if k < 0 or line[0] == "#":
                     self.special(line, lineno)
                     objs, fo = self.objects, self.free_objects
-                    objs_add, objs_remove = objs.add, objs.remove
+                    oiv, obm = objs.raw()
+                    g3 = objs.granule_shift == 3
+                    amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
+                    fpbm = self.free_pages.bm
                     continue
                 e = line.find(": ", k + 2)
                 if e < 0:
                     self.malformed(lineno, f"no event name after the timestamp: {line[:80]!r}")
                     continue
                 ev = line[k + 2:e]
+                mkey = ""
+                if amemo_ok and ev in alloc_events:
+                    # an allocation line is its ptr plus text that repeats (call site, sizes,
+                    # flags): what follows from that text is computed once (a memo record)
+                    p = line.find(" ptr=", e)
+                    q = line.find(" ", p + 5)
+                    if p > 0 and q > 0:
+                        mkey = line[k:p] + line[q:]
+                        rec = amemo.get(mkey)
+                        if rec is not None and not pending:
+                            try:
+                                ptr = int(line[p + 5:q], 16)
+                            except ValueError:
+                                rec = None
+                            if not ptr:
+                                rec = None  # a failed allocation: the methods count it
+                        else:
+                            rec = None
+                        if rec is not None:
+                            events[ev] += 1
+                            (req, alloc, gfp_s, may_sleep, st, is_kmalloc, amask) = rec
+                            if k > 36 and line[29] == "]" and line[25] == "[" and \
+                                    line[36] == " " and line[31] != " ":
+                                cpu = line[26:29]
+                                flags = line[31:36]
+                                a = atomic_memo.get(flags)
+                                if a is None:
+                                    a = self.atomic(flags)
+                                if a and may_sleep:
+                                    violation("sleep.atomic", lineno, line,
+                                              f"{ev} with {gfp_s} (may sleep: "
+                                              f"__GFP_DIRECT_RECLAIM) in atomic context "
+                                              f"(flags {flags})")
+                            else:
+                                cpu = self.cpu_flags(line, k)[0]
+                            hot[0] += 1
+                            if is_kmalloc:
+                                hot[1] += 1
+                                if st[7]:
+                                    violation("kmalloc.size_class", lineno, line, st[7])
+                                if ptr & amask:
+                                    violation("kmalloc.align", lineno, line,
+                                              f"kmalloc({req}) object {ptr:#x} of {alloc} "
+                                              f"bytes is not aligned as kmalloc() guarantees")
+                            if lpa and self.voting:
+                                lp = lpa.pop(cpu, None)
+                                if lp is not None:
+                                    self.vote_base(ptr, lp, False)
+                            st[0] += 1
+                            st[2] += req
+                            st[3] += alloc
+                            end = ptr + (alloc or 1)
+                            tag = (lineno, req, alloc, st, cpu)
+                            g0 = ptr >> 3
+                            g1 = ((end - 1) >> 3) + 1
+                            c = g0 >> cb
+                            if (g1 - 1) >> cb == c:
+                                m = ((1 << (g1 - g0)) - 1) << (g0 & cm)
+                                old = obm.get(c, 0)
+                                if old & m:
+                                    self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
+                                else:
+                                    obm[c] = old | m
+                                    oiv[ptr] = (end, tag)
+                            elif objs.add(ptr, end, tag) is not None:
+                                self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
+                            if ptr in fo:
+                                del fo[ptr]
+                                if pending_keys and ("of", ptr) in pending_keys:
+                                    self.obj_alloc_after_refree(ptr, end, tag, line, k, cpu)
+                            base = self.page_offset
+                            if base is not None:
+                                rules[3] += 1
+                                if fpbm:
+                                    pfn = (ptr - base) >> page_shift
+                                    if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
+                                        self.in_free_page(ptr, end, line, lineno)
+                                    else:
+                                        pfn = (end - 1 - base) >> page_shift
+                                        if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
+                                            self.in_free_page(ptr, end, line, lineno)
+                            else:
+                                self.base_needed_objects += 1
+                            continue
                 toks = line[e + 2:].split()
                 lay = evmap.get(ev)
                 if lay is None or lay.ntok != len(toks):
@@ -632,27 +815,43 @@ class Replay:
                                                f"{line[e + 2:e + 82]!r}")
                         continue
                     if code != obj_alloc_code:
-                        if pending_keys and ("o", ptr) in pending_keys:
+                        if not g3 or (pending_keys and ("o", ptr) in pending_keys):
                             self.obj_free(ev, [ptr, None, m_t[5:] if lay.has_name else None],
                                           line, k, lineno)
                             continue
-                        rec = objs_remove(ptr) if ptr > 16 else None
-                        if rec is not None:
-                            st = rec[2][3]  # type: ignore[index]
+                        v = oiv.pop(ptr, None)
+                        if v is not None:
+                            # BitmapLiveMap.remove, inlined for one chunk of 4 KiB
+                            end = v[0]
+                            g0 = ptr >> 3
+                            g1 = ((end - 1) >> 3) + 1
+                            c = g0 >> cb
+                            if (g1 - 1) >> cb == c:
+                                nv = obm[c] & ~(((1 << (g1 - g0)) - 1) << (g0 & cm))
+                                if nv:
+                                    obm[c] = nv
+                                else:
+                                    del obm[c]
+                            else:
+                                objs.unmark(ptr, end)
+                            if end - ptr > kmax:
+                                self.last_large.clear()  # a large kmalloc here is new
+                            st = v[1][3]  # type: ignore[index]
                             st[1] += 1
                             fo[ptr] = (lineno, st[4])
-                            if rec[1] - ptr > kmax:
-                                self.last_large.clear()
-                            if code == kcfree_code and lay.has_name:
-                                nm = m_t[5:]
-                                if last_names.get(st[4]) != nm:
-                                    self.learn_name(st[4], nm)
+                            if code == kcfree_code and lay.has_name and st[6] != m_t:
+                                st[6] = m_t  # the "name=..." token last seen for this row
+                                self.learn_name(st[4], m_t[5:])
                         else:
                             self.obj_free_rare(ev, ptr, line, k, lineno)
                         continue
                     if not ptr or self.hashed is not False or node_s != "-1":
                         self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, int(node_s), name],
                                        line, k, lineno)
+                        objs = self.objects
+                        oiv, obm = objs.raw()
+                        g3 = objs.granule_shift == 3
+                        amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
                         continue
                     # cpu and flags: fixed columns of ftrace's "%16s-%-7d [%03d] %s " prefix
                     if k > 36 and line[29] == "]" and line[25] == "[" and line[36] == " " and \
@@ -664,6 +863,10 @@ class Replay:
                         if not flags:
                             self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, -1, name],
                                            line, k, lineno)
+                            objs = self.objects
+                            oiv, obm = objs.raw()
+                            g3 = objs.granule_shift == 3
+                            amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
                             continue
                     g = gfp_memo.get(gfp_s)
                     if g is None:
@@ -672,6 +875,10 @@ class Replay:
                         if req > kmax:
                             self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, -1, name],
                                            line, k, lineno)
+                            objs = self.objects
+                            oiv, obm = objs.raw()
+                            g3 = objs.granule_shift == 3
+                            amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
                             continue
                         exp = class_memo.get(req)
                         if exp is None:
@@ -701,7 +908,7 @@ class Replay:
                         violation("sleep.atomic", lineno, line,
                                   f"{ev} with {gfp_s} (may sleep: __GFP_DIRECT_RECLAIM) in "
                                   f"atomic context (flags {flags})")
-                    if lpa:
+                    if lpa and self.voting:
                         lp = lpa.pop(cpu, None)
                         if lp is not None:
                             self.vote_base(ptr, lp, False)
@@ -709,12 +916,31 @@ class Replay:
                     st = stats.get(sk)
                     if st is None:
                         st = stats[sk] = self.new_stats(key, req, alloc, site)
+                    if mkey and len(amemo) < MEMO_MAX:
+                        is_k = ev[1] == "m" and ev[2] == "a"
+                        if is_k and alloc != exp and not st[7]:
+                            st[7] = (f"kmalloc({req}) reports bytes_alloc={alloc}, but the "
+                                     f"size class of {req} bytes is {exp}")
+                        amemo[mkey] = (req, alloc, gfp_s, g[1], st, is_k,
+                                       amask if is_k else 0)
                     st[0] += 1
                     st[2] += req
                     st[3] += alloc
                     end = ptr + (alloc or 1)
                     tag = (lineno, req, alloc, st, cpu)
-                    if objs_add(ptr, end, tag) is not None:
+                    # BitmapLiveMap.add, inlined for one chunk
+                    g0 = ptr >> 3
+                    g1 = ((end - 1) >> 3) + 1
+                    c = g0 >> cb
+                    if (g1 - 1) >> cb == c:
+                        m = ((1 << (g1 - g0)) - 1) << (g0 & cm)
+                        old = obm.get(c, 0)
+                        if old & m:
+                            self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
+                        else:
+                            obm[c] = old | m
+                            oiv[ptr] = (end, tag)
+                    elif objs.add(ptr, end, tag) is not None:
                         self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
                     if ptr in fo:
                         del fo[ptr]
@@ -723,11 +949,32 @@ class Replay:
                     base = self.page_offset
                     if base is not None:
                         rules[3] += 1
-                        pfn = (ptr - base) >> page_shift
-                        if pfn not in clean or (end - 1 - base) >> page_shift != pfn:
-                            self.in_free_page(ptr, end, line, lineno)
+                        if fpbm:
+                            pfn = (ptr - base) >> page_shift
+                            if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
+                                self.in_free_page(ptr, end, line, lineno)
+                            else:
+                                pfn = (end - 1 - base) >> page_shift
+                                if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
+                                    self.in_free_page(ptr, end, line, lineno)
                     else:
                         self.base_needed_objects += 1
+                    continue
+                if lay.fast_page_free:
+                    pfn_t, order_t = lay.get(toks)
+                    try:
+                        pfn = int(pfn_t[4:], 16)
+                        order = int(order_t[6:])
+                    except ValueError:
+                        self.malformed(lineno, f"{ev}: a field is not a number: "
+                                               f"{line[e + 2:e + 82]!r}")
+                        continue
+                    self.page_free(pfn, order, line, k, lineno)
+                    objs, fo = self.objects, self.free_objects
+                    oiv, obm = objs.raw()
+                    g3 = objs.granule_shift == 3
+                    amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
+                    fpbm = self.free_pages.bm
                     continue
                 try:
                     vals = [None if i < 0 else (toks[i][p:] if not b else int(toks[i][p:], b))
@@ -755,7 +1002,10 @@ class Replay:
                 else:
                     self.vm_purge(vals[0], vals[1])  # type: ignore[arg-type]
                 objs, fo = self.objects, self.free_objects
-                objs_add, objs_remove = objs.add, objs.remove
+                oiv, obm = objs.raw()
+                g3 = objs.granule_shift == 3
+                amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
+                fpbm = self.free_pages.bm
         finally:
             self.lineno = lineno
             if started:
@@ -860,32 +1110,22 @@ class Replay:
     def learn_name(self, key: str, name: str) -> None:
         """kmem_cache_free names the cache (6.12 kmem_cache_alloc does not): remember the
         names seen for objects of each (object_size/size) key."""
-        self.last_names[key] = name
         if key[0] == "[":
             self.cache_names.setdefault(key, set()).add(name)
 
     # --- objects ----------------------------------------------------------------------------------
 
     def in_free_page(self, ptr: int, end: int, line: str, lineno: int) -> None:
-        """object.in_free_page, with a memo: ``clean`` holds the pfns that hold objects and
-        that no range of ``free_pages`` covers (add_free takes out the pfns it frees, and
-        then knows which freed pages held objects)."""
+        """object.in_free_page: no page of the object is in ``free_pages``."""
         base = self.page_offset
         assert base is not None
-        fp = self.free_pages
         pfn = (ptr - base) >> PAGE_SHIFT
-        last = (end - 1 - base) >> PAGE_SHIFT
-        hit = None
-        for p in range(pfn, last + 1):
-            if p not in self.clean:
-                hit = fp.find(p)
-                if hit is not None:
-                    break
-                self.clean.add(p)
+        hit = self.free_pages.first(pfn, ((end - 1 - base) >> PAGE_SHIFT) + 1)
         if hit is not None:
             self.violation("object.in_free_page", lineno, line,
-                           f"object {ptr:#x} lies in pfn {pfn:#x}, freed at line "
-                           f"{hit[2][0]} and not allocated since")  # type: ignore[index]
+                           f"object {ptr:#x} lies in pfn {hit:#x}, which the trace shows "
+                           f"free (freed at {self.free_pages.line_of(hit)}) and not "
+                           f"allocated since")
 
     def obj_conflict(self, ptr: int, end: int, alloc: int, tag: Any, line: str, k: int,
                      lineno: int, cpu: str) -> None:
@@ -933,6 +1173,8 @@ class Replay:
         if self.hashed is None:
             self.hashed = ptr < (1 << 32)
             r.hashed_pointers = self.hashed
+            if self.hashed and not len(self.objects):
+                self.objects = BitmapLiveMap(0)  # hashes: exact values, no 8-byte granules
         cpu, flags = self.cpu_flags(line, k)
         g = self.gfp_entry(gfp_s) if gfp_s is not None else (0, False, 0)
         gfp = g[0]
@@ -966,7 +1208,9 @@ class Replay:
                     self.violation("kmalloc.align", lineno, line,
                                    f"kmalloc({req}) object {ptr:#x} of {alloc} bytes is not "
                                    f"aligned as kmalloc() guarantees")
-            key = kmalloc_cache_name(alloc, gfp)
+            key = self.name_memo.get((alloc, gfp_s or ""))
+            if key is None:
+                key = self.name_memo[(alloc, gfp_s or "")] = kmalloc_cache_name(alloc, gfp)
         else:
             key = name
         if flags:
@@ -1009,8 +1253,8 @@ class Replay:
                 return
         base = self.page_offset
         if base is not None and not self.hashed:
-            if len(self.free_pages):
-                self.fast_rules[3] += 1
+            self.fast_rules[3] += 1
+            if self.free_pages:
                 self.in_free_page(ptr, end, line, lineno)
         elif not self.hashed:
             self.base_needed_objects += 1
@@ -1019,7 +1263,7 @@ class Replay:
     def new_stats(name: str | None, req: int, alloc: int, site: str) -> list[Any]:
         """A statistics row; its cache key is the name, or "[object_size/size]" for 6.1-6.17
         kmem_cache_alloc (no name= field: named later from kmem_cache_free)."""
-        return [0, 0, 0, 0, name if name else f"[{req}/{alloc}]", site]
+        return [0, 0, 0, 0, name if name else f"[{req}/{alloc}]", site, "", ""]
 
     def node_of(self, pfn: int) -> int | None:
         """The node whose zones span ``pfn`` (from --zoneinfo), or None."""
@@ -1052,7 +1296,7 @@ class Replay:
         self.free_objects[ptr] = (lineno, st[4])
         if rec[1] - ptr > KMALLOC_MAX_CACHE_SIZE:
             self.last_large.clear()
-        if ev == "kmem_cache_free" and len(vals) > 2 and vals[2] and st[4][0] == "[":
+        if ev == "kmem_cache_free" and len(vals) > 2 and vals[2]:
             self.learn_name(st[4], vals[2])
 
     def obj_free_rare(self, ev: str, ptr: int, line: str, k: int, lineno: int) -> None:
@@ -1114,6 +1358,7 @@ class Replay:
         others = sum(self.base_votes.values()) - n
         if n >= 4 and others * 4 <= n:
             self.page_offset = best
+            self.voting = self.recorder is not None  # plots still mark slab pages
             self.report.page_offset_how = (
                 f"inferred at line {_ln}: objects that follow their own new page "
                 f"(large kmallocs count twice), {n} votes")
@@ -1130,20 +1375,22 @@ class Replay:
         cpu, flags = self.cpu_flags(line, k)
         g = self.gfp_entry(gfp_s) if gfp_s is not None else (0, False, 0)
         gfp = g[0]
-        r.page_orders[order] += 1
+        po = self.page_order_counts
+        po[order] = po.get(order, 0) + 1
         n = 1 << order
-        r.rules_checked["page.align"] += 1
+        pr = self.page_rules
+        pr[0] += 1  # page.align, page.overlap
         if not block_aligned(pfn, order):
             self.violation("page.align", lineno, line,
                            f"block pfn {pfn:#x} order {order} is not aligned to {n} pages")
         if mt is not None and gfp_s is not None:
-            r.rules_checked["page.migratetype"] += 1
+            pr[1] += 1
             want = g[2]
             if mt != want:
                 self.violation("page.migratetype", lineno, line,
                                f"migratetype={mt}, but gfp_migratetype({gfp_s}) = {want}")
         if flags and gfp_s is not None:
-            r.rules_checked["sleep.atomic"] += 1
+            pr[2] += 1
             if self.atomic(flags) and g[1]:
                 self.violation("sleep.atomic", lineno, line,
                                f"mm_page_alloc with {gfp_s} (may sleep: __GFP_DIRECT_RECLAIM) "
@@ -1151,19 +1398,11 @@ class Replay:
         end = pfn + n
         tag = (lineno, order, cpu)
         fp = self.free_pages
-        if len(fp):
+        if fp:
             if self.pending_keys and self.resolve(("pf", pfn), self.ts(line, k), cpu):
                 return  # the double free printed first: this allocation preceded it
-            hit = fp.overlapping(pfn, end)
-            while hit is not None:  # no longer free; what lies outside the block still is
-                fp.remove(hit[0])
-                if hit[0] < pfn:
-                    fp.add(hit[0], pfn, hit[2])
-                if hit[1] > end:
-                    fp.add(end, hit[1], hit[2])
-                hit = fp.overlapping(pfn, end)
+            fp.discard(pfn, end)  # no longer free
         pages = self.pages
-        r.rules_checked["page.overlap"] += 1
         old = pages.add(pfn, end, tag)
         if old is not None:
             hit = pages.overlapping(pfn, end)
@@ -1191,8 +1430,10 @@ class Replay:
             if self.resolve(("p", pfn), self.ts(line, k), cpu):
                 self.add_free(pfn, end, lineno)
                 return
-        r.rules_checked["page.double_free"] += 1
-        hit = pages.find(pfn)
+        self.page_rules[3] += 1
+        hit = pages.get(pfn)
+        if hit is None:
+            hit = pages.find(pfn)
         if hit is not None:
             s, e, tag = hit
             border = (e - s).bit_length() - 1
@@ -1215,16 +1456,17 @@ class Replay:
                 for s2, _e2, _t2 in list(pages.irange(pfn, end)):
                     pages.remove(s2)
         else:
-            fp = self.free_pages.find(pfn)
-            if fp is not None:
+            freed = self.free_pages.first(pfn, end)
+            if freed is not None:
                 if order == 0 and not self.strict:
                     r.counters["order0_refree"] += 1
                 else:
                     if not cpu:
                         cpu = self.cpu_flags(line, k)[0]
                     v = self.violation("page.double_free", lineno, line,
-                                       f"pfn {pfn:#x} order {order} freed, but it was freed at "
-                                       f"line {fp[2][0]} and not allocated since")  # type: ignore[index]
+                                       f"pfn {pfn:#x} order {order} freed, but pfn {freed:#x} "
+                                       f"was freed at {self.free_pages.line_of(freed)} and "
+                                       f"not allocated since")
                     self.defer(("pf", pfn), self.ts(line, k), cpu, v)
             else:
                 r.unknown_frees += 1
@@ -1237,21 +1479,16 @@ class Replay:
         """The trace shows [pfn, end) free. Objects still live in those pages were freed
         without an event (kfree_bulk, kvfree_rcu): forget them, so that the slab page's next
         life does not look like an overlap."""
-        clean = self.clean
-        held_objects = False
-        if clean:
-            for p in range(pfn, end):
-                if p in clean:
-                    clean.discard(p)
-                    held_objects = True
-        fp = self.free_pages
-        hit = fp.overlapping(pfn, end)
-        while hit is not None:
-            fp.remove(hit[0])
-            hit = fp.overlapping(pfn, end)
-        fp.add(pfn, end, (lineno,))
+        self.free_pages.add(pfn, end, lineno)
         base = self.page_offset
-        if held_objects and base is not None and not self.hashed and len(self.objects):
+        if base is not None and not self.hashed and len(self.objects):
+            # a bitmap chunk covers 2^(3 + OBJECT_CHUNK_BITS) bytes: O(1) per chunk
+            obm = self.objects.raw()[1]
+            sh = 3 + OBJECT_CHUNK_BITS
+            lo_c = (base + (pfn << PAGE_SHIFT)) >> sh
+            hi_c = (base + (end << PAGE_SHIFT) - 1) >> sh
+            if not any(c in obm for c in range(lo_c, hi_c + 1)):
+                return
             lo = base + (pfn << PAGE_SHIFT)
             objs = self.objects
             gone = list(objs.irange(lo, base + (end << PAGE_SHIFT)))
@@ -1266,7 +1503,7 @@ class Replay:
         folio of a batch first, then mm_page_free_batched for each as it goes to the pcp
         list: a page the trace already shows free is that same free. Otherwise (a kernel
         that traces only the batched event) it frees an order-0 page."""
-        if self.free_pages.find(pfn) is not None:
+        if pfn in self.free_pages:
             self.report.counters["batched_after_free"] += 1
             return
         if self.pages.find(pfn) is None:
@@ -1291,6 +1528,7 @@ class Replay:
             if gone:
                 r.counters["vmap_reused_before_traced_purge"] += 1
         r.rules_checked["vmalloc.overlap"] += 1
+        r.rules_checked["vmalloc.guard"] += 1
         old = self.vmap.add(start, end, (lineno, size))
         if old is not None:
             hit = self.vmap.overlapping(start, end)
@@ -1331,6 +1569,13 @@ class Replay:
                            self.fast_rules,
                            strict=True):
             r.rules_checked[rule] += n
+        pr = self.page_rules
+        for rule, n in (("page.align", pr[0]), ("page.overlap", pr[0]),
+                        ("page.migratetype", pr[1]), ("sleep.atomic", pr[2]),
+                        ("page.double_free", pr[3])):
+            r.rules_checked[rule] += n
+        for o, n in self.page_order_counts.items():
+            r.page_orders[o] += n
         for st in self.stats.values():
             for table, k in ((r.caches, st[4]), (r.call_sites, st[5].partition("/")[0])):
                 cs = table.get(k)
@@ -1466,6 +1711,12 @@ def node_ranges_from_zoneinfo(path: str) -> list[tuple[int, int, int]]:
     return out
 
 
+def _lines_of_group(grp: Iterator[tuple[float, int, int, str]]) -> tuple[int, Iterator[str]]:
+    """The first line number and the lines of a run of merged lines from one buffer."""
+    first = next(grp)
+    return first[2], itertools.chain((first[3],), (t[3] for t in grp))
+
+
 def check_trace(sources: Sequence[str | os.PathLike[str]] = (), *, text: str | None = None,
                 formats_dir: str | None = None, page_offset: int | None = None,
                 reorder_window: float = DEFAULT_REORDER_WINDOW, strict: bool = False,
@@ -1512,8 +1763,10 @@ def check_trace(sources: Sequence[str | os.PathLike[str]] = (), *, text: str | N
         elif opened:
             streams = [iter_lines(f, errors[i]) for i, (_n, f) in enumerate(opened)]
             names = [n for n, _f in opened]
-            for _t, i, n, line in _merged(streams):
-                rp.run((line,), names[i], first_lineno=n)
+            # consecutive lines of one buffer are consecutive in its file: one run each
+            for i, grp in itertools.groupby(_merged(streams), key=operator.itemgetter(1)):
+                first_lineno, group_lines = _lines_of_group(grp)
+                rp.run(group_lines, names[i], first_lineno=first_lineno)
         for (name, _f), errs in zip(opened, errors, strict=True):
             for msg in errs:
                 rp.cur_source = name

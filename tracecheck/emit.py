@@ -103,9 +103,10 @@ CACHES = (("dentry_like", 192), ("inode_like", 600), ("filp_like", 256), ("vma_l
 def generate(n_events: int, *, seed: int = 1, cpus: int = 4, live: int = 4000,
              trace_cmd: bool = False) -> Iterator[str]:
     """Lines of a trace of about ``n_events`` events made by the model: kmalloc/kfree of random
-    sizes (the large path included), kmem_cache_alloc/free of four caches, alloc_pages of
-    orders 0-3, with the slab pages the model allocates, from ``cpus`` CPUs, keeping about
-    ``live`` objects and blocks live (so memory stays flat however long the trace is)."""
+    sizes (1% on the large path, as in the real captures), kmem_cache_alloc/free of four
+    caches, alloc_pages of orders 0-3, with the slab pages the model allocates, from ``cpus``
+    CPUs, keeping about ``live`` objects and blocks live (so memory stays flat however long
+    the trace is)."""
     from impl.machine import MachineConfig
     from impl.page_alloc import PageAllocator
     from impl.slab_common import SlabAllocator
@@ -120,7 +121,8 @@ def generate(n_events: int, *, seed: int = 1, cpus: int = 4, live: int = 4000,
     yield HEADER.format(n=n_events, cpus=cpus)
     emitted = 0
     sizes = [8, 24, 40, 64, 72, 100, 128, 184, 200, 256, 500, 700, 1024, 1500, 3000, 4096,
-             6000, 9000, 20000]
+             6000]
+    large_sizes = [9000, 20000]  # the page-allocator path: about 1% of kmallocs, as captured
     while emitted < n_events:
         cpu = rng.randrange(cpus)
         ts += rng.randrange(1, 4)
@@ -159,7 +161,7 @@ def generate(n_events: int, *, seed: int = 1, cpus: int = 4, live: int = 4000,
         else:
             site = rng.choice(SITES)
             if rng.random() < 0.5:
-                size = rng.choice(sizes)
+                size = rng.choice(large_sizes) if rng.random() < 0.01 else rng.choice(sizes)
                 kaddr = sa.kmalloc(size, gfp, cpu=cpu)
                 if kaddr is not None:
                     addr = kaddr
