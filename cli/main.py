@@ -170,7 +170,9 @@ def cmd_subject(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kmemspec",
-        description="An executable model of the Linux 6.12.117 page and slab allocators.")
+        description="An executable, formally specified model of the Linux 6.12.117 memory "
+                    "allocators (pages, slab and kmalloc, vmalloc, processes), a reference "
+                    "oracle for other allocators, and a checker of real kernel traces.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def machine_opts(sp: argparse.ArgumentParser, from_scenario: bool = False) -> None:
@@ -188,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "name and size, so the model starts out like that machine")
 
     sp = sub.add_parser("show", help="print a /proc or sysfs view of a freshly booted machine")
-    sp.add_argument("view", metavar="VIEW", help=f"one of: {', '.join([*VIEWS, *VM_VIEWS])}")
+    sp.add_argument("view", metavar="VIEW",
+                    help=f"one of: {', '.join([*VIEWS, *SLAB_VIEWS, *VM_VIEWS])}")
     machine_opts(sp)
     sp.set_defaults(func=cmd_show)
 
