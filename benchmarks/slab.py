@@ -15,15 +15,14 @@ Medians of repetitions; timings are reported, never asserted.
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
+from benchmarks.figures import report
 from impl.machine import MachineConfig
 from impl.page_alloc import PageAllocator
 from impl.slab_common import SlabAllocator
@@ -162,12 +161,7 @@ def run() -> dict[str, float]:
 
 
 def main() -> int:
-    figures = run()
-    for k, v in figures.items():
-        print(f"{k:32} {v:14,.3f}")
-    Path("build").mkdir(exist_ok=True)
-    Path("build/bench-slab.json").write_text(json.dumps(figures, indent=1) + "\n")
-    return 0
+    return report("slab", run())
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """vmalloc benchmarks (part of ``make bench``; ``python -m benchmarks.vmalloc`` alone).
 
 * vmalloc(64 KiB) + vfree pairs per second on the default machine, 64 live areas, each step
-  frees a random live area and allocates a new one (16 order-0 pages from the buddy
-  allocator, 16 PTEs, the range allocator, the lazy purge every ~1,900 frees).
+  frees a random live area and allocates a new one (16 order-0 pages in one bulk call,
+  alloc_pages_bulk, freed one by one as vfree's __free_page does, 16 PTEs, the range
+  allocator, the lazy purge every ~1,900 frees).
 * vmalloc_to_pfn lookups per second: random addresses inside the live areas (a page-table
   walk each).
 * Each beside a bare-bones vmalloc written here (a bump pointer with exact-size free lists
@@ -19,14 +20,13 @@ Medians of repetitions; timings are reported, never asserted.
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from benchmarks.figures import report
 from impl.machine import MachineConfig
 from impl.page_alloc import PageAllocator
 from impl.vmalloc import Vmalloc
@@ -190,12 +190,7 @@ def run(quick: bool = False) -> dict[str, float]:
 
 
 def main() -> int:
-    figures = run(quick="--quick" in sys.argv)
-    for k, val in figures.items():
-        print(f"{k:32} {val:14,.3f}")
-    Path("build").mkdir(exist_ok=True)
-    Path("build/bench-vmalloc.json").write_text(json.dumps(figures, indent=1) + "\n")
-    return 0
+    return report("vmalloc", run(quick="--quick" in sys.argv))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,24 @@ SMALL_HELLO: dict[str, Any] = {
     "distance": [[10, 20], [20, 10]],
 }
 
+# The protocol document's example machine (../shared/design/oracle-protocol.md, "Start and end"),
+# as its first request: the machine the conformance tests of the reference subject speak to.
+EXAMPLE_HELLO: dict[str, Any] = {
+    "op": "hello", "seq": 1, "protocol": 1, "page_size": PAGE_SIZE, "max_order": 10,
+    "page_offset": "0xffff888000000000",
+    "vmalloc_start": "0xffffc90000000000", "vmalloc_end": "0xffffe90000000000",
+    "nodes": [
+        {"nid": 0, "cpus": [0],
+         "zones": [{"zone": "DMA", "start_pfn": 0, "pages": 4096, "min": 8,
+                    "lowmem_reserve": [0, 0, 0]},
+                   {"zone": "DMA32", "start_pfn": 4096, "pages": 12288, "min": 32,
+                    "lowmem_reserve": [0, 0, 0]}]},
+        {"nid": 1, "cpus": [1],
+         "zones": [{"zone": "Normal", "start_pfn": 16384, "pages": 16384, "min": 64,
+                    "lowmem_reserve": [0, 0, 0]}]}],
+    "distance": [[10, 20], [20, 10]],
+}
+
 
 def hello_of(machine: str | dict[str, Any] | MachineConfig) -> dict[str, Any]:
     """The ``hello`` request (without ``seq``) for a preset name, a machine file path, a

@@ -15,11 +15,11 @@ page_64_types.h (TASK_SIZE), arch/x86/mm/pgtable.c (page-table pages are the ker
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple
 
+from spec.checks import CheckedInvariant, CheckRegistry
 from spec.gfp import MIGRATE_MOVABLE
 from spec.layout import PAGE_SIZE
 
@@ -84,23 +84,9 @@ class MmState:
     ptes_index: frozenset[tuple[int, int, int]]
 
 
-@dataclass(frozen=True)
-class MmInvariant:
-    name: str
-    meaning: str
-    kernel_ref: str
-    check: Callable[[MmState], list[str]]
-
-
-MM_INVARIANTS: dict[str, MmInvariant] = {}
-
-
-def mm_invariant(name: str, meaning: str, kernel_ref: str
-                 ) -> Callable[[Callable[[MmState], list[str]]], Callable[[MmState], list[str]]]:
-    def deco(fn: Callable[[MmState], list[str]]) -> Callable[[MmState], list[str]]:
-        MM_INVARIANTS[name] = MmInvariant(name, meaning, kernel_ref, fn)
-        return fn
-    return deco
+MmInvariant = CheckedInvariant[MmState]
+MM_INVARIANTS: CheckRegistry[MmState] = CheckRegistry()
+mm_invariant = MM_INVARIANTS.register
 
 
 def _mapcounts(st: MmState) -> Counter[int]:
@@ -231,7 +217,7 @@ def inv_buffer(st: MmState) -> list[str]:
 
 def mm_violations(st: MmState) -> list[str]:
     """Every violation of every invariant above, prefixed with the invariant's name."""
-    return [f"{inv.name}: {msg}" for inv in MM_INVARIANTS.values() for msg in inv.check(st)]
+    return MM_INVARIANTS.violations(st)
 
 
 STEP_INVARIANT = ("mm.unmovable_stay",

@@ -12,10 +12,10 @@ deactivate_slab), mm/slab.h.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from spec.checks import CheckedInvariant, CheckRegistry
 from spec.layout import PAGE_SIZE
 
 CPU_SLAB, CPU_PARTIAL, NODE_PARTIAL, NO_LIST = "cpu", "cpu_partial", "node_partial", "none"
@@ -63,24 +63,9 @@ class SlabState:
     nodes: tuple[NodeCounters, ...]
 
 
-@dataclass(frozen=True)
-class SlabInvariant:
-    name: str
-    meaning: str
-    kernel_ref: str
-    check: Callable[[SlabState], list[str]]  # descriptions of each violation
-
-
-SLAB_INVARIANTS: dict[str, SlabInvariant] = {}
-
-
-def slab_invariant(name: str, meaning: str, kernel_ref: str
-                   ) -> Callable[[Callable[[SlabState], list[str]]],
-                                 Callable[[SlabState], list[str]]]:
-    def deco(fn: Callable[[SlabState], list[str]]) -> Callable[[SlabState], list[str]]:
-        SLAB_INVARIANTS[name] = SlabInvariant(name, meaning, kernel_ref, fn)
-        return fn
-    return deco
+SlabInvariant = CheckedInvariant[SlabState]
+SLAB_INVARIANTS: CheckRegistry[SlabState] = CheckRegistry()
+slab_invariant = SLAB_INVARIANTS.register
 
 
 @slab_invariant("slab.freelist_sound",
@@ -171,4 +156,4 @@ def inv_disjoint(st: SlabState) -> list[str]:
 
 def slab_violations(st: SlabState) -> list[str]:
     """Every violation of every slab invariant, prefixed with the invariant's name."""
-    return [f"{inv.name}: {msg}" for inv in SLAB_INVARIANTS.values() for msg in inv.check(st)]
+    return SLAB_INVARIANTS.violations(st)

@@ -18,10 +18,10 @@ vfree), include/linux/vmalloc.h (get_vm_area_size), arch/x86/include/asm/pgtable
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from spec.checks import CheckedInvariant, CheckRegistry
 from spec.layout import PAGE_SIZE
 
 
@@ -59,23 +59,14 @@ class VmState:
     pgtable_owner: str = "pgtable"
 
 
-@dataclass(frozen=True)
-class VmInvariant:
-    name: str
-    meaning: str
-    kernel_ref: str
-    check: Callable[[VmState], list[str]]  # descriptions of each violation
+VmInvariant = CheckedInvariant[VmState]
+VM_INVARIANTS: CheckRegistry[VmState] = CheckRegistry()
+vm_invariant = VM_INVARIANTS.register
 
 
-VM_INVARIANTS: dict[str, VmInvariant] = {}
-
-
-def vm_invariant(name: str, meaning: str, kernel_ref: str
-                 ) -> Callable[[Callable[[VmState], list[str]]], Callable[[VmState], list[str]]]:
-    def deco(fn: Callable[[VmState], list[str]]) -> Callable[[VmState], list[str]]:
-        VM_INVARIANTS[name] = VmInvariant(name, meaning, kernel_ref, fn)
-        return fn
-    return deco
+def _allocated_by_pfn(st: VmState) -> dict[int, tuple[int, str]]:
+    """The page allocator's allocated blocks as pfn -> (order, owner)."""
+    return {p: (o, owner) for p, o, owner in st.allocated}
 
 
 def mapped_size(a: VmArea) -> int:
@@ -159,7 +150,7 @@ def inv_contiguous(st: VmState) -> list[str]:
               "nr_vmalloc_pages, vmap_lazy_nr")
 def inv_pages_owned(st: VmState) -> list[str]:
     out = []
-    alloc = {p: (o, owner) for p, o, owner in st.allocated}
+    alloc = _allocated_by_pfn(st)
     seen: dict[int, int] = {}
     for a in st.areas:
         for pfn in a.pfns:
@@ -209,7 +200,7 @@ def inv_no_alias(st: VmState) -> list[str]:
               "include/linux/mm.h pagetable_alloc()")
 def inv_pgtable_pages(st: VmState) -> list[str]:
     out = []
-    alloc = {p: (o, owner) for p, o, owner in st.allocated}
+    alloc = _allocated_by_pfn(st)
     area_pfns = {p for a in st.areas for p in a.pfns}
     mapped = {pfn for _va, pfn in st.mappings}
     for p in sorted(st.table_pfns):
@@ -225,4 +216,4 @@ def inv_pgtable_pages(st: VmState) -> list[str]:
 
 def vm_violations(st: VmState) -> list[str]:
     """Every violation of every vmalloc invariant, prefixed with the invariant's name."""
-    return [f"{inv.name}: {msg}" for inv in VM_INVARIANTS.values() for msg in inv.check(st)]
+    return VM_INVARIANTS.violations(st)

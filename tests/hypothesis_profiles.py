@@ -32,6 +32,7 @@ from typing import Any, TypeVar, cast
 import pytest
 from hypothesis import HealthCheck, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 QUICK = "quick"
 VERIFY = "verify"
@@ -86,6 +87,16 @@ def bounded_shrinking(seconds: float | None = None) -> Iterator[None]:
         yield
     finally:
         engine.MAX_SHRINKING_SECONDS = old
+
+
+def run_machine(machine: type[RuleBasedStateMachine], *, max_examples: int | None = None,
+                shrink: float | None = None) -> None:
+    """Run a state machine test with the selected profile (``max_examples`` overriding its
+    count) and its shrinking bounded by :func:`bounded_shrinking` (``shrink`` seconds), the one
+    way every state-machine test of the suite runs, so none forgets the bound."""
+    config = active() if max_examples is None else settings(active(), max_examples=max_examples)
+    with bounded_shrinking(shrink):
+        run_state_machine_as_test(machine, settings=config)
 
 
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from spec.gfp import GFP_KERNEL, GFP_USER
 from spec.invariants import violated
 from spec.layout import PAGE_SIZE
 from spec.mm_state import mm_step_violations, mm_violations
-from tests.test_process import check, machine, mm_snapshot
+from tests.test_process import check, fill, machine, mm_snapshot
 
 P = PAGE_SIZE
 
@@ -141,10 +141,7 @@ def test_compact_zone_with_a_target_order() -> None:
     pa = ps.pa
     pid = ps.spawn()
     va = ps.mmap(pid, 600 * P)
-    n = 0
-    while pa.nr_free_pages() > 6:
-        ps.write(pid, va + n * P, n)
-        n += 1
+    n = fill(ps, pid, va, keep=6)
     for i in range(0, n, 2):
         ps.munmap(pid, va + i * P, P)
     assert counts(pa)[3:] == [0, 0]

@@ -12,6 +12,7 @@ import pytest
 
 from oracle.inprocess import PythonAllocatorAdapter, ReferenceSubject, SubjectAPI
 from oracle.judge import AMBIGUOUS, INVALID, VALID, Judge, RequestError, Violation
+from oracle.machines import SMALL_HELLO
 from spec.alloc_rules import zone_allowed
 from spec.gfp import __GFP_THISNODE, gfp_zone
 
@@ -32,17 +33,9 @@ HELLO: dict[str, Any] = {
     "distance": [[10, 20], [20, 10]],
 }
 ALL = ("pages", "kmalloc", "slab", "vmalloc")
-# a bigger machine for mixed sessions: booting the slab allocator takes pages of its own
-MIXED_HELLO: dict[str, Any] = {
-    **HELLO, "max_order": 8,
-    "nodes": [
-        {"nid": 0, "cpus": [0, 1],
-         "zones": [{"zone": "DMA", "start_pfn": 0, "pages": 400, "min": 8,
-                    "lowmem_reserve": [0, 24, 48]},
-                   {"zone": "DMA32", "start_pfn": 400, "pages": 1648, "min": 16,
-                    "lowmem_reserve": [0, 0, 32]}]},
-        {"nid": 1, "cpus": [2, 3],
-         "zones": [{"zone": "Normal", "start_pfn": 2048, "pages": 2048, "min": 32}]}]}
+# a bigger machine for mixed sessions (booting the slab allocator takes pages of its own): the
+# oracle's ``small`` preset
+MIXED_HELLO: dict[str, Any] = {**SMALL_HELLO, "seq": 1}
 
 
 def va(phys: int) -> str:

@@ -68,22 +68,27 @@ class Misaligned(Mutant):
         return ans
 
 
-class WrongZoneForDMA(Mutant):
+class DropsGfpBits(Mutant):
+    """alloc_pages ignores the gfp bits ``dropped`` (a defect shape shared by the next two)."""
+
+    dropped = 0
+
+    def before(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if msg["op"] == "alloc_pages":
+            return {**msg, "gfp": format_gfp(parse_gfp(msg["gfp"]) & ~self.dropped)}
+        return msg
+
+
+class WrongZoneForDMA(DropsGfpBits):
     """GFP_DMA is ignored: the zone bits are dropped."""
-    def before(self, msg: dict[str, Any]) -> dict[str, Any]:
-        if msg["op"] == "alloc_pages":
-            g = parse_gfp(msg["gfp"])
-            return {**msg, "gfp": format_gfp(g & ~_DMA)}
-        return msg
+
+    dropped = _DMA
 
 
-class IgnoresThisNode(Mutant):
+class IgnoresThisNode(DropsGfpBits):
     """__GFP_THISNODE is dropped: a full node falls back to the other one."""
-    def before(self, msg: dict[str, Any]) -> dict[str, Any]:
-        if msg["op"] == "alloc_pages":
-            g = parse_gfp(msg["gfp"])
-            return {**msg, "gfp": format_gfp(g & ~_THISNODE)}
-        return msg
+
+    dropped = _THISNODE
 
 
 class SleepsInAtomic(Mutant):

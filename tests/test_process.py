@@ -82,6 +82,16 @@ def mm_snapshot(ps: Processes) -> dict[str, Any]:
             "next": (ps.next_pid, ps.next_bid), "stats": dict(ps.stats)}
 
 
+def fill(ps: Processes, pid: int, va: int, keep: int) -> int:
+    """Write value i to page i of ``pid``'s mapping at ``va`` until at most ``keep`` pages are
+    free (so memory is nearly full of anonymous pages); returns how many pages were written."""
+    n = 0
+    while ps.pa.nr_free_pages() > keep:
+        ps.write(pid, va + n * P, n)
+        n += 1
+    return n
+
+
 def check(ps: Processes) -> MmState:
     """Every user-side and page-allocator invariant holds; returns the abstract state."""
     st = abstract_mm(ps)
@@ -498,10 +508,7 @@ def test_fork_without_memory_leaves_the_parent_alone() -> None:
     ps = Processes(pa)
     pid = ps.spawn()
     va = ps.mmap(pid, 64 * P)
-    n = 0
-    while pa.nr_free_pages() > 6:
-        ps.write(pid, va + n * P, n)
-        n += 1
+    fill(ps, pid, va, keep=6)
     free, nxt = pa.nr_free_pages(), ps.next_pid
     ptes = dict(ps.mm_of(pid).ptes)
     with pytest.raises(MmOomError):

@@ -16,7 +16,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from impl.abstraction import abstract
@@ -260,6 +259,4 @@ class ProcessMachine(RuleBasedStateMachine):
 
 
 def test_process_state_machine() -> None:
-    config = hypothesis_profiles.active()
-    with hypothesis_profiles.bounded_shrinking():
-        run_state_machine_as_test(ProcessMachine, settings=config)
+    hypothesis_profiles.run_machine(ProcessMachine)

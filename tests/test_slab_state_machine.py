@@ -19,7 +19,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from impl.abstraction import abstract
@@ -318,10 +317,8 @@ def _rule_of(e: BaseException) -> str:
 def test_slab_state_machine() -> None:
     """The slab state machine with the selected profile; on a failure a line
     ``kmemspec-rule: <rule>`` names what broke (the make verify rows read it)."""
-    config = hypothesis_profiles.active()
     try:
-        with hypothesis_profiles.bounded_shrinking():
-            run_state_machine_as_test(SlabMachine, settings=config)
+        hypothesis_profiles.run_machine(SlabMachine)
     except Exception as e:
         print(f"{RULE_PREFIX} {_rule_of(e)}")
         print(f"  {str(e).splitlines()[0][:500] if str(e) else type(e).__name__}")

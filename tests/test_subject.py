@@ -11,26 +11,13 @@ from typing import Any
 
 from cli.subject import Subject
 from impl.views import buddyinfo
+from oracle.machines import EXAMPLE_HELLO
 from spec.gfp import __GFP_DIRECT_RECLAIM, ZONE_NORMAL, gfp_zone, parse_gfp
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # The protocol document's example machine.
-HELLO: dict[str, Any] = {
-    "op": "hello", "seq": 1, "protocol": 1, "page_size": 4096, "max_order": 10,
-    "page_offset": "0xffff888000000000",
-    "vmalloc_start": "0xffffc90000000000", "vmalloc_end": "0xffffe90000000000",
-    "nodes": [
-        {"nid": 0, "cpus": [0],
-         "zones": [{"zone": "DMA", "start_pfn": 0, "pages": 4096, "min": 8,
-                    "lowmem_reserve": [0, 0, 0]},
-                   {"zone": "DMA32", "start_pfn": 4096, "pages": 12288, "min": 32,
-                    "lowmem_reserve": [0, 0, 0]}]},
-        {"nid": 1, "cpus": [1],
-         "zones": [{"zone": "Normal", "start_pfn": 16384, "pages": 16384, "min": 64,
-                    "lowmem_reserve": [0, 0, 0]}]}],
-    "distance": [[10, 20], [20, 10]],
-}
+HELLO: dict[str, Any] = EXAMPLE_HELLO
 
 
 def alloc(seq: int, order: int, gfp: str = "GFP_KERNEL", nid: int = -1, cpu: int = 0,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cli.subject import Subject
+from tests.subject_session import SubjectSession
 
 HELLO: dict[str, Any] = {
     "op": "hello", "seq": 1, "protocol": 1, "page_size": 4096, "max_order": 10,
@@ -24,18 +24,9 @@ HELLO: dict[str, Any] = {
     "distance": [[10, 20], [20, 10]]}
 
 
-class Session:
+class Session(SubjectSession):
     def __init__(self) -> None:
-        self.s = Subject()
-        self.seq = 1
-        ans, _ = self.s.handle(dict(HELLO))
-        assert ans["features"] == ["pages", "kmalloc", "slab", "vmalloc"]
-
-    def __call__(self, op: str, **fields: Any) -> dict[str, Any]:
-        self.seq += 1
-        ans, done = self.s.handle({"op": op, "seq": self.seq, **fields})
-        assert not done and ans["seq"] == self.seq
-        return ans
+        super().__init__(HELLO)
 
     def state(self) -> object:
         assert self.s.sa is not None

@@ -8,7 +8,7 @@ import math
 import random
 from typing import Any
 
-from cli.subject import Subject
+from tests.subject_session import SubjectSession
 
 HELLO: dict[str, Any] = {
     "op": "hello", "seq": 1, "protocol": 1, "page_size": 4096, "max_order": 10,
@@ -21,18 +21,9 @@ HELLO: dict[str, Any] = {
     "distance": [[10, 20], [20, 10]]}
 
 
-class Session:
+class Session(SubjectSession):
     def __init__(self, hello: dict[str, Any] | None = None) -> None:
-        self.s = Subject()
-        self.seq = 1
-        ans, _ = self.s.handle(dict(hello or HELLO))
-        assert ans["features"] == ["pages", "kmalloc", "slab", "vmalloc"]
-
-    def __call__(self, op: str, **fields: Any) -> dict[str, Any]:
-        self.seq += 1
-        ans, done = self.s.handle({"op": op, "seq": self.seq, **fields})
-        assert not done and ans["seq"] == self.seq
-        return ans
+        super().__init__(hello or HELLO)
 
     def state(self) -> object:
         assert self.s.vm is not None and self.s.a is not None

@@ -17,7 +17,6 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -25,7 +24,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from impl.machine import MachineConfig
@@ -242,8 +240,8 @@ class VmMachine(RuleBasedStateMachine):
 
 def test_vm_state_machine() -> None:
     name = os.environ.get(SEEDED_ENV)
-    with hypothesis_profiles.bounded_shrinking(), mutant(name):
-        run_state_machine_as_test(VmMachine, settings=hypothesis_profiles.active())
+    with mutant(name):
+        hypothesis_profiles.run_machine(VmMachine)
 
 
 @pytest.mark.parametrize("bug", sorted(MUTANTS))
@@ -252,9 +250,7 @@ def test_seeded_bug_is_caught(bug: str, capsys: pytest.CaptureFixture[str]) -> N
     # more examples than the quick profile: the run stops at the first failure, and what a
     # derandomized run draws depends on the modules loaded beside it (Hypothesis mines
     # constants from loaded source), so a test process full of other tests draws differently
-    with mutant(bug), hypothesis_profiles.bounded_shrinking(2.0), pytest.raises(
-            AssertionError):
-        run_state_machine_as_test(
-            VmMachine, settings=settings(hypothesis_profiles.active(), max_examples=300))
+    with mutant(bug), pytest.raises(AssertionError):
+        hypothesis_profiles.run_machine(VmMachine, max_examples=300, shrink=2.0)
     out = capsys.readouterr().out
     assert RULE_PREFIX in out

@@ -19,7 +19,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from impl.abstraction import abstract
@@ -145,6 +144,4 @@ class VmallocMachine(RuleBasedStateMachine):
 
 
 def test_vmalloc_state_machine() -> None:
-    config = hypothesis_profiles.active()
-    with hypothesis_profiles.bounded_shrinking():
-        run_state_machine_as_test(VmallocMachine, settings=config)
+    hypothesis_profiles.run_machine(VmallocMachine)
