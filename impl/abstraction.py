@@ -32,9 +32,16 @@ from spec.state import (
     ZoneSpec,
 )
 
+_USABLE: dict[int, tuple[object, tuple[tuple[int, int], ...]]] = {}
+"""id(ZoneConfig) -> (the config, its usable ranges): a function of the constant config, so
+computed once per zone (alloc_step builds zone facts on every failed allocation)."""
+
 
 def _usable(a: PageAllocator, zid: int) -> tuple[tuple[int, int], ...]:
     cfg = a.zones[zid].cfg
+    hit = _USABLE.get(id(cfg))
+    if hit is not None and hit[0] is cfg:
+        return hit[1]
     out: list[tuple[int, int]] = []
     for s, e in sorted(cfg.ranges):
         cur = s
@@ -44,6 +51,9 @@ def _usable(a: PageAllocator, zid: int) -> tuple[tuple[int, int], ...]:
             cur = max(cur, re_)
         if cur < e:
             out.append((cur, e))
+    if len(_USABLE) > 4096:
+        _USABLE.clear()
+    _USABLE[id(cfg)] = (cfg, tuple(out))
     return tuple(out)
 
 
@@ -117,10 +127,6 @@ def _min_adjusted(mark: int, alloc_flags: int) -> int:
     return int(watermark_min_adjusted(mark, alloc_flags))
 
 
-def _numa(z: Zone) -> tuple[int, int, int, int, int]:
-    return z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other
-
-
 def _kswapd_record(a: PageAllocator, nid: int, boost_before: tuple[int, ...]) -> KswapdRecord:
     node_zones = a.nodes[nid].zones
     left = sum(1 for p, zid in _pagecache(a).items()
@@ -136,10 +142,17 @@ def alloc_step(a: PageAllocator, nid: int, gfp: int, order: int, *, cpu: int = 0
     Direct reclaim is told apart from kswapd by tracing ``a.kswapd`` for the duration of the
     call (an instance attribute shadowing the method, removed afterwards): page-cache pages
     that disappear inside a kswapd run are kswapd's, every other one that disappears is the
-    caller's direct reclaim, however the implementation reaches it."""
+    caller's direct reclaim, however the implementation reaches it.
+
+    Runs on every allocation the model checker tries, so the record is built once, from
+    plain reads (the zone facts, the only costly part, only for a failed call, whose rules
+    read them)."""
     before = len(a.effects)
+    allocated = a.allocated
     cache_before = _pagecache(a)
-    numa_before = [_numa(z) for z in a.zones]
+    zones = a.zones
+    numa_before = [(z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other)
+                   for z in zones]
     runs: list[KswapdRecord] = []
     by_kswapd: set[int] = set()
     real_kswapd = a.kswapd
@@ -159,30 +172,37 @@ def alloc_step(a: PageAllocator, nid: int, gfp: int, order: int, *, cpu: int = 0
         pfn = a.alloc_pages_node(nid, gfp, order, cpu=cpu, ctx=ctx)
     finally:
         delattr(a, "kswapd")
-    effects = a.effects[before:]
     if ctx is None:
         ctx = a.context(cpu)
     cpu_nid = a.cpu_node[cpu]
     pref = cpu_nid if nid == NUMA_NO_NODE else nid
     hz, no_wmarks, alloc_flags = _mask_facts(gfp, order)
-    slept = any(e.kind == "sleep" for e in effects)
-    cache_after = _pagecache(a)
-    reclaimed = tuple(sorted({(a.zones[zid].nid, a.zones[zid].idx)
-                              for p, zid in cache_before.items()
-                              if p not in cache_after and p not in by_kswapd}))
+    slept = False
+    for e in a.effects[before:]:
+        if e.kind == "sleep":
+            slept = True
+            break
+    reclaimed: tuple[tuple[int, int], ...] = ()
+    if cache_before:
+        cache_after = _pagecache(a)
+        reclaimed = tuple(sorted({(zones[zid].nid, zones[zid].idx)
+                                  for p, zid in cache_before.items()
+                                  if p not in cache_after and p not in by_kswapd}))
     # the real zonelist (PageAllocator's, even when a seeded bug overrides it)
     zl = PageAllocator.zonelist(a, pref, hz, bool(gfp & __GFP_THISNODE))
-    numa = tuple(numa_delta(z.zid, z.nid, numa_before[z.zid], _numa(z)) for z in a.zones)
-    rec = StepRecord("alloc_pages", gfp, int(ctx), order, -1, -1, slept, 0, 0,
-                     no_wmarks, -1, -1, pref, reclaimed=reclaimed,
-                     pref_zid=zl[0].zid if zl else -1, cpu_nid=cpu_nid, numa=numa,
-                     kswapd_runs=tuple(runs))
+    numa = tuple(numa_delta(z.zid, z.nid, nb, (z.numa_hit, z.numa_miss, z.numa_foreign,
+                                                z.numa_local, z.numa_other))
+                 for z, nb in zip(zones, numa_before, strict=True))
+    pref_zid = zl[0].zid if zl else -1
     if pfn is None:
-        return None, rec._replace(zones=facts(a))
-    z = a.zones[a.allocated[pfn][1]]
+        return None, StepRecord("alloc_pages", gfp, int(ctx), order, -1, -1, slept, 0, 0,
+                                no_wmarks, -1, -1, pref, facts(a), reclaimed, pref_zid,
+                                cpu_nid, numa, tuple(runs))
+    z = zones[allocated[pfn][1]]
     mark = _min_adjusted(z.wmark[0], alloc_flags) + z.lowmem_reserve[hz]
-    return pfn, rec._replace(pfn=pfn, zid=z.zid, free_after=z.free_pages, mark=mark,
-                             zone_idx=z.idx, nid=z.nid)
+    return pfn, StepRecord("alloc_pages", gfp, int(ctx), order, pfn, z.zid, slept,
+                           z.free_pages, mark, no_wmarks, z.idx, z.nid, pref, (), reclaimed,
+                           pref_zid, cpu_nid, numa, tuple(runs))
 
 
 def check(a: PageAllocator, *, fast: bool = False) -> list[str]:

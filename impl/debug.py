@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from impl.abstraction import abstract, alloc_step
-from impl.page_alloc import PageAllocator
+from impl.page_alloc import OWNER_PAGES, PageAllocator
 from spec.context import Context
 from spec.invariants import step_violations, violated
 
@@ -42,6 +42,14 @@ class CheckedPageAllocator(PageAllocator):
             raise InvariantViolation(f"alloc_pages_node step broke: {', '.join(bad)}")
         self._verify(f"alloc_pages_node({nid}, {gfp:#x}, {order})")
         return pfn
+
+    def alloc_pages_bulk(self, gfp: int, preferred_nid: int, nr_pages: int,
+                         page_array: list[int | None], *, cpu: int = 0,
+                         ctx: Context | None = None, owner: str = OWNER_PAGES) -> int:
+        n = super().alloc_pages_bulk(gfp, preferred_nid, nr_pages, page_array, cpu=cpu,
+                                     ctx=ctx, owner=owner)
+        self._verify(f"alloc_pages_bulk({gfp:#x}, {preferred_nid}, {nr_pages})")
+        return n
 
     def free_pages_pfn(self, pfn: int, order: int) -> None:
         super().free_pages_pfn(pfn, order)

@@ -184,7 +184,7 @@ class Zone:
         """free_area[order].nr_free (all types) or the length of one free list."""
         if mt is not None:
             return self.counts[order << 3 | mt]
-        return sum(self.counts[order << 3 | m] for m in range(NR_MT))
+        return sum(self.counts[order * NR_MT:(order + 1) * NR_MT])
 
     def spans(self, pfn: int) -> bool:
         return self.start <= pfn < self.end

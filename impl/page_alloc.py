@@ -128,6 +128,20 @@ def alloc_enters_reclaim(gfp: Bits, ctx: Bits, fast_ok: Bits, min_ok: Bits) -> B
     return And(Not(fast_ok), Not(min_ok), may_direct_reclaim(gfp, ctx))
 
 
+_GFP_NAMES: dict[int, str] = {}
+
+
+def _gfp_name(gfp: int) -> str:
+    """format_gfp(gfp) of a mask already checked by check_gfp(), memoized: error messages are
+    built on every refused call (the model checker tries thousands)."""
+    name = _GFP_NAMES.get(gfp)
+    if name is None:
+        if len(_GFP_NAMES) > 4096:
+            _GFP_NAMES.clear()
+        name = _GFP_NAMES[gfp] = format_gfp(gfp)
+    return name
+
+
 class PageAllocator(Vmscan):
     """The machine after boot: zones, free lists, allocated blocks, contexts and counters.
 
@@ -170,6 +184,10 @@ class PageAllocator(Vmscan):
         self.accesses: dict[int, int] = dict.fromkeys(self.cpu_node, 0)
         self._zonelists: dict[tuple[int, int, bool], tuple[Zone, ...]] = {}
         self._gfp_cache: dict[int, tuple[Route, ...]] = {}
+        # the slow path's pure functions of (mask, order, context), computed once each
+        # with the proved helpers (per allocator, so a replaced helper is seen by a new one)
+        self._slow_cache: dict[tuple[int, int, int], tuple[int, bool, bool, str]] = {}
+        self._wm_cache: dict[tuple[int, int], int] = {}
         node_load = [0] * len(m.nodes)  # build_zonelists' static node_load[], shared by nodes
         self._node_order = {n.nid: self._build_node_order(n.nid, node_load) for n in m.nodes}
         self._hit_zid = -1
@@ -352,7 +370,7 @@ class PageAllocator(Vmscan):
         if may_block and ctx is not _PROCESS:
             raise SleepInAtomicError(
                 f"BUG: sleeping function called from invalid context: alloc_pages_node("
-                f"{nid}, {format_gfp(gfp)}, {order}) in {ctx.name.lower()} context on cpu {cpu}")
+                f"{nid}, {_gfp_name(gfp)}, {order}) in {ctx.name.lower()} context on cpu {cpu}")
         if not zl:  # no preferred zone: the slow path goes straight to nopage/warn_alloc
             if not gfp & _GFP_NOWARN:
                 self.effects.append(Effect("warn", nid, f"page allocation failure: order:"
@@ -378,10 +396,42 @@ class PageAllocator(Vmscan):
                 nid = z.nid
                 if nid != pref_nid and alloc_flags & ALLOC_NOFRAGMENT:
                     break  # another node's zone: retry without ALLOC_NOFRAGMENT
-                if not alloc_flags & ALLOC_NO_WATERMARKS and not self._watermark_fast(
-                        z, order, alloc_flags & ALLOC_WMARK_MASK, hz, alloc_flags):
-                    continue
-                pfn = self._rmqueue(z, order, mt, alloc_flags)
+                if not alloc_flags & ALLOC_NO_WATERMARKS:
+                    # zone_watermark_fast(), its order-0 fast check inline (this runs on
+                    # every allocation); a higher order goes to __zone_watermark_ok() at once,
+                    # as zone_watermark_fast() would
+                    wm_idx = alloc_flags & ALLOC_WMARK_MASK
+                    if order:
+                        if not self._watermark_ok(z, order, z.wmark[wm_idx] + z.boost, hz,
+                                                  alloc_flags):
+                            continue
+                    elif (z.free_pages <= z.wmark[wm_idx] + z.boost + z.lowmem_reserve[hz]
+                          and not self._watermark_fast(z, 0, wm_idx, hz, alloc_flags)):
+                        continue
+                # rmqueue_buddy()/__rmqueue(), as _rmqueue() without its extra calls: the
+                # usual hit, the head of the requested order's list, is
+                # __rmqueue_smallest()'s first iteration (no split) with
+                # __del_page_from_free_list() (Zone.delete) inline; anything else goes to
+                # _rmqueue_smallest() and the fallbacks
+                pfn = z.heads[order << 3 | mt]
+                if pfn != -1:
+                    idx = z._buddy.pop(pfn)
+                    p = z._prv.pop(pfn)
+                    n = z._nxt.pop(pfn)
+                    if p == -1:
+                        z.heads[idx] = n
+                    else:
+                        z._nxt[p] = n
+                    if n == -1:
+                        z.tails[idx] = p
+                    else:
+                        z._prv[n] = p
+                    z.counts[idx] -= 1
+                    z.free_pages -= 1 << order
+                else:
+                    pfn = self._rmqueue_smallest(z, order, mt)
+                    if pfn < 0:
+                        pfn = self._rmqueue_fallback(z, order, mt, alloc_flags)
                 if pfn >= 0:
                     self._hit_zid = z.zid
                     # zone_statistics()
@@ -422,8 +472,15 @@ class PageAllocator(Vmscan):
     def _watermark_ok(self, z: Zone, order: int, mark: int, hz: int, alloc_flags: int) -> bool:
         """__zone_watermark_ok() with free_pages = NR_FREE_PAGES (no CMA, no highatomic)."""
         if alloc_flags & ALLOC_RESERVES:
-            # the reserve rule (spec/reserves.py, obligation watermark.reserve_rule)
-            mark = watermark_min_adjusted(mark, alloc_flags)
+            # the reserve rule (spec/reserves.py, obligation watermark.reserve_rule), a pure
+            # function of (mark, flags) computed once per pair for this allocator
+            key = (mark, alloc_flags)
+            adjusted = self._wm_cache.get(key)
+            if adjusted is None:
+                if len(self._wm_cache) > 4096:
+                    self._wm_cache.clear()
+                adjusted = self._wm_cache[key] = int(watermark_min_adjusted(mark, alloc_flags))
+            mark = adjusted
         if z.free_pages - ((1 << order) - 1) <= mark + z.lowmem_reserve[hz]:
             return False
         if not order:
@@ -445,6 +502,10 @@ class PageAllocator(Vmscan):
         pfn = self._rmqueue_smallest(z, order, mt)
         if pfn >= 0:
             return pfn
+        return self._rmqueue_fallback(z, order, mt, alloc_flags)
+
+    def _rmqueue_fallback(self, z: Zone, order: int, mt: int, alloc_flags: int) -> int:
+        """__rmqueue() once __rmqueue_smallest() found nothing: claim, then steal."""
         pfn = self._rmqueue_claim(z, order, mt, alloc_flags)
         if pfn >= 0:
             return pfn
@@ -598,20 +659,30 @@ class PageAllocator(Vmscan):
                   cpu_node: int, atomic: bool, ctx: Context) -> int:
         """__alloc_pages_slowpath(): wake kswapd, retry at min with reserves, then (only if
         the caller may sleep) direct reclaim and retries; else fail with a warn_alloc effect."""
-        alloc_flags = gfp_to_alloc_flags(gfp, order)
+        key = (gfp, order, int(ctx))
+        pure = self._slow_cache.get(key)
+        if pure is None:
+            if len(self._slow_cache) > 4096:
+                self._slow_cache.clear()
+            # gfp_to_alloc_flags(), __gfp_pfmemalloc_flags() (spec/reserves.py) and the
+            # decision to sleep (alloc_enters_reclaim() once both attempts failed)
+            pure = self._slow_cache[key] = (
+                int(gfp_to_alloc_flags(gfp, order)), bool(no_watermarks(gfp)),
+                bool(alloc_enters_reclaim(gfp, int(ctx), False, False)), format_gfp(gfp))
+        alloc_flags, nowmarks, enters_reclaim, gfp_name = pure
         if alloc_flags & ALLOC_KSWAPD:
             for n in dict.fromkeys(z.nid for z in zl):
-                self._wakeup_kswapd(n, f"order {order} {format_gfp(gfp)}")
+                self._wakeup_kswapd(n, f"order {order} {gfp_name}")
         pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
         if pfn >= 0:
             return pfn
-        if no_watermarks(gfp):  # __gfp_pfmemalloc_flags(), the rule of spec/reserves.py
+        if nowmarks:  # __gfp_pfmemalloc_flags(), the rule of spec/reserves.py
             # reserve_flags: kept for the reclaim retries too, as the kernel's retry loop does
             alloc_flags |= ALLOC_NO_WATERMARKS
             pfn = self._get_page_from_freelist(zl, order, alloc_flags, hz, mt, cpu_node)
             if pfn >= 0:
                 return pfn
-        if alloc_enters_reclaim(gfp, int(ctx), False, False):
+        if enters_reclaim:
             no_progress = 0
             while True:
                 self.effects.append(Effect("sleep", zl[0].nid,
@@ -642,7 +713,7 @@ class PageAllocator(Vmscan):
         if not gfp & _GFP_NOWARN:
             self.effects.append(Effect("warn", zl[0].nid,
                                        f"page allocation failure: order:{order}, "
-                                       f"mode:{gfp:#x}({format_gfp(gfp)})", int(ctx), gfp))
+                                       f"mode:{gfp:#x}({gfp_name})", int(ctx), gfp))
         return -1
 
     # --- freeing -------------------------------------------------------------------------------
@@ -650,13 +721,19 @@ class PageAllocator(Vmscan):
         """__free_pages(pfn_to_page(pfn), order), with the model's bad-input checks.
 
         (Python mangles ``__free_pages`` inside a class, hence this name.)"""
-        rec = self.allocated.get(pfn)
+        allocated = self.allocated
+        rec = allocated.get(pfn)
         if rec is None or rec[0] != order or rec[2] != OWNER_PAGES or (
                 self.refs and pfn in self.refs) or type(pfn) is not int or type(order) is not int:
             self._diagnose_free(pfn, order, rec)
             raise AssertionError  # unreachable: _diagnose_free always raises
-        del self.allocated[pfn]
-        self._free_pages_zone(self.zones[rec[1]], pfn, order)
+        del allocated[pfn]
+        pbo = self.pageblock_order
+        if order <= pbo:  # _free_pages_zone()'s usual case, without the extra call
+            self._free_one_page(self.zones[rec[1]], pfn, order, self.pageblock_flags[pfn >> pbo],
+                                False)
+        else:
+            self._free_pages_zone(self.zones[rec[1]], pfn, order)
 
     def _free_pages_zone(self, z: Zone, pfn: int, order: int) -> None:
         """free_one_page()/split_large_buddy(): blocks above pageblock_order are freed one
@@ -699,7 +776,21 @@ class PageAllocator(Vmscan):
         if not to_tail and order < mo - 1:
             # buddy_merge_likely(): is the buddy of the next-larger block free?
             to_tail = buddy.get(higher_buddy_pfn(pfn, buddy_pfn, order), -1) >> 3 == order + 1
-        z.add(pfn, order, mt, to_tail)
+        if to_tail:
+            z.add(pfn, order, mt, True)
+            return
+        # __add_to_free_list() at the head (Zone.add, inline: this runs on every free)
+        idx = order << 3 | mt
+        buddy[pfn] = idx
+        h = z.heads[idx]
+        z._nxt[pfn] = h
+        z._prv[pfn] = -1
+        if h == -1:
+            z.tails[idx] = pfn
+        else:
+            z._prv[h] = pfn
+        z.heads[idx] = pfn
+        z.counts[idx] += 1
 
     def _diagnose_free(self, pfn: int, order: int, rec: tuple[int, int, str, int] | None) -> None:
         """Raise the error a kernel engineer would want for a bad free of (pfn, order)."""
@@ -808,6 +899,124 @@ class PageAllocator(Vmscan):
         self._gfp_info(gfp)
         pfn = self.alloc_pages(gfp & ~_GFP_HIGHMEM, order, cpu=cpu, ctx=ctx)
         return 0 if pfn is None else self.pfn_to_virt(pfn)
+
+    def alloc_pages_bulk(self, gfp: int, preferred_nid: int, nr_pages: int,
+                         page_array: list[int | None], *, cpu: int = 0,
+                         ctx: Context | None = None, owner: str = OWNER_PAGES) -> int:
+        """alloc_pages_bulk_array_node(gfp, nid, nr_pages, page_array), i.e.
+        alloc_pages_bulk_noprof() (mm/page_alloc.c) with an array and no nodemask: fill the
+        None entries of ``page_array[:nr_pages]`` with order-0 pfns; the number of populated
+        entries (a leading run of filled ones counts; the kernel returns nr_populated).
+
+        One zone serves the whole batch: the first zone of the zonelist that passes
+        zone_watermark_fast() at the low mark *plus nr_pages*, on the preferred node only when
+        more than one node is online; pages come from __rmqueue (the model has no pcp lists:
+        the order is the buddy order the single-page path would give), counted by
+        zone_statistics(preferred, zone, nr) at once, with no mm_page_alloc event and no
+        ALLOC_NOFRAGMENT/ALLOC_KSWAPD (prepare_alloc_pages sets neither). No zone, or no
+        first page, falls back to __alloc_pages() for one page (slow path, reclaim, warnings
+        included); so does a request for one missing page. memcg is not modelled, so
+        __GFP_ACCOUNT does not force the fallback. ``preferred_nid`` NUMA_NO_NODE is
+        numa_mem_id(): the node of ``cpu``. ``owner`` is the model's tag of the new pages in
+        ``allocated`` (vmalloc passes its own, so it need not retag them). Bad arguments raise
+        before any change."""
+        if type(gfp) is not int:
+            check_gfp(gfp)  # raises GfpError
+        try:
+            routes = self._gfp_cache[gfp]
+        except KeyError:
+            routes = self._gfp_info(gfp)
+        try:
+            cpu_node = self.cpu_node[cpu]
+        except (KeyError, TypeError):
+            raise BadNodeError(f"cpu {cpu!r} does not exist (cpus: {sorted(self.cpu_node)})"
+                               ) from None
+        if preferred_nid == NUMA_NO_NODE:
+            preferred_nid = cpu_node
+        elif type(preferred_nid) is not int or not 0 <= preferred_nid < len(self.nodes):
+            raise BadNodeError(f"node {preferred_nid} is not online "
+                               f"(nodes 0..{len(self.nodes) - 1})")
+        if type(nr_pages) is not int or type(page_array) is not list or \
+                len(page_array) < nr_pages or type(owner) is not str:
+            raise GfpError(f"alloc_pages_bulk: nr_pages {nr_pages!r} needs a list of at least "
+                           f"that many entries (and owner {owner!r} a name)")
+        nr_populated = 0
+        while nr_populated < nr_pages and page_array[nr_populated] is not None:
+            nr_populated += 1
+        if nr_pages <= 0 or nr_pages - nr_populated == 0:
+            return nr_populated
+        holes = page_array[nr_populated:nr_pages].count(None)
+        if holes != nr_pages - nr_populated:  # some entries are filled: they must be pfns
+            for p in page_array[nr_populated:nr_pages]:
+                if p is not None and type(p) is not int:
+                    raise GfpError(f"alloc_pages_bulk: page_array entry {p!r} is neither None "
+                                   "nor a pfn")
+        zone: Zone | None = None
+        if nr_pages - nr_populated > 1:  # one page: the single page allocator at once
+            zl, _fast_flags, _hz, mt, may_block = routes[preferred_nid]
+            if ctx is None:
+                st = self.ctx[cpu]
+                ctx = st[-1] if st else _PROCESS
+            if may_block and ctx is not _PROCESS:  # prepare_alloc_pages(): might_alloc()
+                raise SleepInAtomicError(
+                    f"BUG: sleeping function called from invalid context: alloc_pages_bulk("
+                    f"{_gfp_name(gfp)}, {preferred_nid}, {nr_pages}) in {ctx.name.lower()} "
+                    f"context on cpu {cpu}")
+            alloc_flags = ALLOC_WMARK_LOW
+            pref = zl[0] if zl else None
+            if pref is not None:
+                multi = len(self.nodes) > 1  # nr_online_nodes > 1
+                wm_idx = alloc_flags & ALLOC_WMARK_MASK
+                for z in zl:
+                    if multi and z is not pref and z.nid != pref.nid:
+                        break  # only the preferred node's zones: else goto failed
+                    # zone_watermark_fast(zone, 0, wmark_pages(zone, LOW) + nr_pages,
+                    # zonelist_zone_idx(preferred zoneref), ...): for order 0 without
+                    # reserve flags exactly __zone_watermark_ok()'s order-0 test
+                    if self._watermark_ok(z, 0, z.wmark[wm_idx] + z.boost + nr_pages,
+                                          pref.idx, alloc_flags):
+                        zone = z
+                        break
+            if zone is not None and pref is not None:
+                allocated = self.allocated
+                rec = (0, zone.zid, owner, mt)  # one immutable record for the whole batch
+                rmqueue_smallest = self._rmqueue_smallest
+                nr_account = 0
+                while nr_populated < nr_pages:
+                    if page_array[nr_populated] is None:  # existing pages are skipped
+                        # __rmqueue(), as _get_page_from_freelist() calls it
+                        pfn = rmqueue_smallest(zone, 0, mt)
+                        if pfn < 0:
+                            pfn = self._rmqueue_fallback(zone, 0, mt, alloc_flags)
+                            if pfn < 0:
+                                break
+                        nr_account += 1
+                        allocated[pfn] = rec
+                        page_array[nr_populated] = pfn
+                    nr_populated += 1
+                if nr_account:
+                    # zone_statistics(preferred zone, zone, nr_account); PGALLOC is not
+                    # modelled (no per-zone event counters)
+                    if zone.nid == pref.nid:
+                        zone.numa_hit += nr_account
+                    else:
+                        zone.numa_miss += nr_account
+                        pref.numa_foreign += nr_account
+                    if zone.nid == cpu_node:
+                        zone.numa_local += nr_account
+                    else:
+                        zone.numa_other += nr_account
+                    return nr_populated
+                # no first page: failed_irq
+        # failed: __alloc_pages() for one page
+        pfn1 = self.alloc_pages_node(preferred_nid, gfp, 0, cpu=cpu, ctx=ctx)
+        if pfn1 is not None:
+            if owner != OWNER_PAGES:
+                o, zid1, _o, mt1 = self.allocated[pfn1]
+                self.allocated[pfn1] = (o, zid1, owner, mt1)
+            page_array[nr_populated] = pfn1
+            nr_populated += 1
+        return nr_populated
 
     def free_pages(self, addr: int, order: int) -> None:
         """free_pages(addr, order): addr 0 is ignored; otherwise a direct-map address."""

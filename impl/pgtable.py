@@ -327,7 +327,10 @@ class PageTable:
         if type(nr) is not int or nr < 0:
             raise BadVirtualAddressError(f"page count {nr!r} is not a non-negative integer")
         if nr:
-            self._check_va(va + (nr - 1) * PAGE_SIZE, "range end")
+            end = va + (nr - 1) * PAGE_SIZE
+            if not self.user and end >> PMD_SHIFT == va >> PMD_SHIFT:
+                return  # same 2 MiB as a checked kernel va: same bits 63..21, aligned
+            self._check_va(end, "range end")
 
     @staticmethod
     def _check_pte(pfn: int, prot: int) -> int:
@@ -409,6 +412,18 @@ class PageTable:
             if type(p) is not int or not 0 <= p <= MAX_PTE_PFN:
                 self._check_pte(p, prot)  # raises BadPteError
         ptes = [pfn_pte(p, prot) for p in pfns]
+        i = pte_index(va)
+        if 0 < n <= PTRS_PER_PTE - i:  # one PTE table (vmalloc's usual case), no chunking
+            t = self._pte_table(va)
+            if t is None:
+                t = self._pte_table_alloc(va, gfp, cpu, ctx)  # -ENOMEM: nothing installed
+            elif any(t[i:i + n]):
+                x = next(x for x in range(i, i + n) if t[x])
+                raise AlreadyMappedError(f"{va + (x - i) * PAGE_SIZE:#x} is already mapped "
+                                         f"(pte {t[x]:#x})")
+            t[i:i + n] = ptes
+            self.nr_present += n
+            return
         for _, a, i, m in self._chunks(va, n):
             t = self._pte_table(a)
             if t is not None and any(t[i:i + m]):
@@ -446,6 +461,18 @@ class PageTable:
         self._check_live()
         self._check_range(va, nr)
         out: list[int] = []
+        i = pte_index(va)
+        if nr <= PTRS_PER_PTE - i:  # one PTE table (vfree's usual case), no chunking
+            t = self._pte_table(va)
+            if t is not None:
+                clear = ptep_get_and_clear
+                for x in range(i, i + nr):
+                    pte = t[x]
+                    if pte:
+                        t[x], pfn = clear(pte)
+                        out.append(pfn)
+                self.nr_present -= len(out)
+            return out
         for _, a, i, m in self._chunks(va, nr):
             t = self._pte_table(a)
             if t is None:

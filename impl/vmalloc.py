@@ -32,12 +32,14 @@ allocator (impl/page_alloc.py) and init_mm's page tables (impl/pgtable.py).
   work is run synchronously here) or when an allocation finds no room
   (``reclaim_and_purge_vmap_areas`` and retry). /proc/vmallocinfo lists them as
   ``unpurged vm_area``.
-* **Pages**: ``vm_area_alloc_pages`` order 0, one at a time from the page allocator with the
-  caller's mask plus __GFP_NOWARN (and __GFP_HIGHMEM unless DMA/DMA32), on the requested
-  node (NUMA_NO_NODE: the local node of the CPU, the default mempolicy), so they are
-  scattered. The page-pointer array is a nested vmalloc when it exceeds PAGE_SIZE (more
-  than 512 pages: vmallocinfo's ``vpages``), else a kmalloc, which the model does not
-  allocate from the slab allocator (nor the vm_struct and vmap_area objects).
+* **Pages**: ``vm_area_alloc_pages`` order 0, from the bulk page allocator
+  (``PageAllocator.alloc_pages_bulk``, at most 100 pages a call; a short batch hands the rest
+  to the single page allocator) with the caller's mask plus __GFP_NOWARN (and __GFP_HIGHMEM
+  unless DMA/DMA32), on the requested node (NUMA_NO_NODE: the local node of the CPU, the
+  default mempolicy), so they are scattered. The page-pointer array is a nested vmalloc
+  when it exceeds PAGE_SIZE (more than 512 pages: vmallocinfo's ``vpages``), else a kmalloc,
+  which the model does not allocate from the slab allocator (nor the vm_struct and vmap_area
+  objects).
 * **Mapping**: ``vmap_pages_range`` with PAGE_KERNEL into init_mm's page tables; missing
   tables come from the page allocator with GFP_PGTABLE_KERNEL (NOFS/NOIO scoped like the
   caller's mask) and stay when vfree empties them.
@@ -45,7 +47,6 @@ allocator (impl/page_alloc.py) and init_mm's page tables (impl/pgtable.py).
 Left out (README fidelity table): huge mappings (VM_ALLOW_HUGE_VMAP, vmalloc_huge), the
 per-CPU vmap-node pools of 6.9+ (the model behaves as with one vmap node, which only moves
 where a recycled area lands; the vmallocinfo order of several vmap nodes is reproduced),
-the bulk page allocator (pages come one by one, which the bulk path's fallback does anyway),
 vmap/vm_map_ram/ioremap areas, KASAN, memcg accounting, ``preallocate_vmalloc_pages`` (PUD
 tables are allocated on demand), and the page-array/vm_struct kmallocs. Model choices where
 the kernel only WARNs: vfree of an address that is not an area's start, a double vfree and
@@ -130,6 +131,8 @@ VM_NO_GUARD = 0x40
 VM_SPARSE = 0x1000
 
 DEFAULT_CALLER = "kmemspec_vmalloc+0x0/0x0"
+# vm_area_alloc_pages(): "A maximum allowed request is hard-coded and is 100 pages per call"
+VMALLOC_BULK_MAX = 100
 """The ``%pS`` caller of an area when the model's caller names none (the kernel prints
 ``__builtin_return_address(0)`` of the vmalloc call)."""
 
@@ -137,6 +140,8 @@ DEFAULT_CALLER = "kmemspec_vmalloc+0x0/0x0"
 _GFP_NOWARN = __GFP_NOWARN
 _GFP_ZERO = __GFP_ZERO
 _PROCESS = Context.PROCESS
+_PREEMPT_DISABLED = Context.PREEMPT_DISABLED
+_SPINLOCK = Context.SPINLOCK
 
 
 # --- the kit: one definition for the code and the Z3 proofs (proofs/vmalloc.py) -----------------
@@ -583,7 +588,10 @@ class Vmalloc:
             raise BadNodeError(f"vmalloc_node: node {node} is not online "
                                f"(nodes 0..{len(pa.nodes) - 1})")
         if ctx is None:
-            ctx = pa.context(cpu)
+            st = pa.ctx.get(cpu)  # PageAllocator.context(cpu) without the call
+            if st is None:
+                pa._check_cpu(cpu)  # raises BadNodeError
+            ctx = st[-1] if st else _PROCESS
         else:
             pa._check_cpu(cpu)
         nid = pa.cpu_node[cpu] if node == NUMA_NO_NODE else node
@@ -655,9 +663,21 @@ class Vmalloc:
             vm.pages_area.pages_of = vm.addr
         page_gfp, pgtable_gfp = self._gfp_cache[gfp]  # vmalloc_page_gfp, vmalloc_pgtable_gfp
         pages = vm.pages
-        alloc = pa.alloc_pages_node
         allocated = pa.allocated
-        for _ in range(nr):
+        # vm_area_alloc_pages(), order 0: the bulk allocator in requests of at most
+        # VMALLOC_BULK_MAX pages (alloc_pages_bulk_array_mempolicy for NUMA_NO_NODE, whose
+        # default policy is the local node, else alloc_pages_bulk_array_node) until one
+        # comes back short; then the single page allocator for the rest
+        bulk = pa.alloc_pages_bulk
+        while len(pages) < nr:
+            want = min(VMALLOC_BULK_MAX, nr - len(pages))
+            got_pages: list[int | None] = [None] * want
+            got = bulk(page_gfp, node, want, got_pages, cpu=cpu, ctx=ctx, owner=OWNER_VMALLOC)
+            pages.extend(got_pages[:got])  # type: ignore[arg-type]  # the first got are pfns
+            if got != want:
+                break
+        alloc = pa.alloc_pages_node
+        while len(pages) < nr:  # the fallback loop (alloc_pages / alloc_pages_node)
             pfn = alloc(node, page_gfp, 0, cpu=cpu, ctx=ctx)
             if pfn is None:
                 break
@@ -720,8 +740,10 @@ class Vmalloc:
 
     def vmalloc(self, size: int, *, gfp: int = GFP_KERNEL, caller: str = DEFAULT_CALLER,
                 cpu: int = 0, ctx: Context | None = None) -> int | None:
-        """vmalloc(size) (GFP_KERNEL; ``gfp`` other than that is __vmalloc(size, gfp))."""
-        return self.vmalloc_node_gfp(size, gfp, NUMA_NO_NODE, caller=caller, cpu=cpu, ctx=ctx)
+        """vmalloc(size) (GFP_KERNEL; ``gfp`` other than that is __vmalloc(size, gfp)):
+        __vmalloc_node(size, 1, gfp, NUMA_NO_NODE, caller), as vmalloc_node_gfp."""
+        return self._vmalloc_node_range(size, 1, self.vmalloc_start, self.kernel_vmalloc_end,
+                                         gfp, 0, NUMA_NO_NODE, caller, cpu, ctx)
 
     def vzalloc(self, size: int, *, caller: str = DEFAULT_CALLER, cpu: int = 0,
                 ctx: Context | None = None) -> int | None:
@@ -747,12 +769,15 @@ class Vmalloc:
         by one, and the vmap_area parked on the lazy purge list."""
         pa = self.pages
         if ctx is None:
-            ctx = pa.context(cpu)
+            st = pa.ctx.get(cpu)  # PageAllocator.context(cpu) without the call
+            if st is None:
+                pa._check_cpu(cpu)  # raises BadNodeError
+            ctx = st[-1] if st else _PROCESS
         else:
             pa._check_cpu(cpu)
         if type(addr) is not int:
             raise VfreeError(f"vfree({addr!r}): not an address")
-        if ctx is Context.PREEMPT_DISABLED or ctx is Context.SPINLOCK:
+        if ctx is _PREEMPT_DISABLED or ctx is _SPINLOCK:
             raise SleepInAtomicError(
                 f"BUG: sleeping function called from invalid context: vfree({addr:#x}) in "
                 f"{ctx.name.lower()} context on cpu {cpu}")
@@ -783,9 +808,12 @@ class Vmalloc:
         self.pgtable.unmap_range(vm.addr, len(vm.pages))  # vunmap_range_noflush()
         allocated = pa.allocated
         zones = pa.zones
-        free_zone = pa._free_pages_zone
+        free_one = pa._free_one_page
+        flags = pa.pageblock_flags
+        pbo = pa.pageblock_order
         for pfn in vm.pages:  # __free_page() of each page (no extra references: vfree checked)
-            free_zone(zones[allocated.pop(pfn)[1]], pfn, 0)
+            # free_one_page() of an order-0 page: __free_one_page() with its pageblock's type
+            free_one(zones[allocated.pop(pfn)[1]], pfn, 0, flags[pfn >> pbo], False)
         self.nr_vmalloc_pages -= len(vm.pages)
         if vm.pages_area is not None:  # kvfree(vm->pages)
             self._vfree_area(vm.pages_area, lazy=lazy)

@@ -21,6 +21,7 @@ tests/test_modelcheck.py checks a capture/restore round trip against pickle.
 from __future__ import annotations
 
 import dataclasses
+import marshal
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -41,7 +42,7 @@ ALLOCATOR_FIELDS: dict[str, Role] = {
     "machine": "const", "max_order": "const", "pageblock_order": "const", "page_offset": "const",
     "cpu_node": "const", "distance": "const", "_zone_starts": "const", "max_pfn": "const",
     "_node_order": "const", "_nofrag": "const",
-    "_zonelists": "cache", "_gfp_cache": "cache",
+    "_zonelists": "cache", "_gfp_cache": "cache", "_slow_cache": "cache", "_wm_cache": "cache",
 }
 """Every instance attribute of PageAllocator, classified."""
 
@@ -124,48 +125,79 @@ def capture(a: PageAllocator) -> Capture:
     )
 
 
+_CONTEXTS: dict[int, Context] = {int(c): c for c in Context}
+
+
 def restore(a: PageAllocator, c: Capture) -> None:
     """Write capture ``c`` back into ``a`` (fresh copies: ``c`` stays usable). Effects are
-    cleared."""
+    cleared. (The model checker restores before almost every transition: plain loops, no
+    zip(strict=True), the Context of each stacked context by table.)"""
     zones, allocated, refs, flags, nodes, ctx, stats, nr_pt = c
-    for z, (buddy, nxt, prv, heads, tails, counts, lazy, lazy_pages, free, boost,
-            boosted) in zip(a.zones, zones, strict=True):
-        z._buddy = dict(buddy)
-        z._nxt = dict(nxt)
-        z._prv = dict(prv)
+    azones = a.zones
+    if len(zones) != len(azones) or len(nodes) != len(a.nodes):
+        raise LayoutError("capture of another machine")
+    for i, (buddy, nxt, prv, heads, tails, counts, lazy, lazy_pages, free, boost,
+            boosted) in enumerate(zones):
+        z = azones[i]
+        z._buddy = buddy.copy()
+        z._nxt = nxt.copy()
+        z._prv = prv.copy()
         z.heads = heads[:]
         z.tails = tails[:]
         z.counts = counts[:]
-        z._lazy = [r[:] for r in lazy]
+        z._lazy = [r[:] for r in lazy] if lazy else []
         z._lazy_pages = lazy_pages
         z.free_pages = free
         z.boost = boost
         z.boosted = boosted
-    a.allocated = dict(allocated)
-    a.refs = dict(refs)
-    a.pageblock_flags = bytearray(flags)
-    a.nr_page_table_pages = nr_pt[:]
-    for n, (lru, awake) in zip(a.nodes, nodes, strict=True):
-        n.lru = dict(lru)
+    a.allocated = allocated.copy()
+    # the fields most operations leave alone are copied only when they differ (equal
+    # content in an object of its own is as good as a fresh copy)
+    if a.refs != refs:
+        a.refs = refs.copy()
+    if a.pageblock_flags != flags:
+        a.pageblock_flags = bytearray(flags)
+    if a.nr_page_table_pages != nr_pt:
+        a.nr_page_table_pages = nr_pt[:]
+    anodes = a.nodes
+    for i, (lru, awake) in enumerate(nodes):
+        n = anodes[i]
+        if n.lru != lru or list(n.lru) != list(lru):
+            n.lru = lru.copy()
         n.kswapd_awake = awake
-    a.ctx = {cpu: [Context(x) for x in st] for cpu, st in ctx}
+    actx = a.ctx
+    differ = len(actx) != len(ctx)
+    for cpu, st in ctx:
+        if differ or actx.get(cpu) != st:
+            differ = True
+            break
+    if differ:
+        a.ctx = {cpu: [_CONTEXTS[x] for x in st] if st else [] for cpu, st in ctx}
     hit, cost, accesses, numa = stats
     a._hit_zid = hit
-    a.access_cost = dict(cost)
-    a.accesses = dict(accesses)
-    for z, (h, m, f, lo, o, i) in zip(a.zones, numa, strict=True):
+    if a.access_cost != cost:
+        a.access_cost = cost.copy()
+    if a.accesses != accesses:
+        a.accesses = accesses.copy()
+    for i, (h, m, f, lo, o, il) in enumerate(numa):
+        z = azones[i]
         z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other = h, m, f, lo, o
-        z.interleave_hit = i
+        z.interleave_hit = il
     a.effects = []
 
 
 def same(a: PageAllocator, c: Capture) -> bool:
     """Whether every ``state`` field of ``a`` equals capture ``c`` (stats not compared; the
     kswapd_awake flags are compared: a kswapd run that only puts kswapd to sleep changes the
-    object, even when the search's key leaves the flag out)."""
+    object, even when the search's key leaves the flag out). Runs after every operation
+    that must not change anything: the cheapest comparisons first, in C."""
     zones, allocated, refs, flags, nodes, ctx, _stats, nr_pt = c
-    for z, (buddy, nxt, prv, heads, tails, counts, lazy, lazy_pages, free, boost,
-            boosted) in zip(a.zones, zones, strict=True):
+    azones = a.zones
+    if len(azones) != len(zones) or len(a.nodes) != len(nodes):
+        return False
+    for i, (buddy, nxt, prv, heads, tails, counts, lazy, lazy_pages, free, boost,
+            boosted) in enumerate(zones):
+        z = azones[i]
         if (z.free_pages != free or z.heads != heads or z._buddy != buddy or z._nxt != nxt
                 or z._prv != prv or z.tails != tails or z.counts != counts or z.boost != boost
                 or z.boosted != boosted or z._lazy != lazy or z._lazy_pages != lazy_pages):
@@ -173,11 +205,18 @@ def same(a: PageAllocator, c: Capture) -> bool:
     if (a.allocated != allocated or a.refs != refs or a.pageblock_flags != flags
             or a.nr_page_table_pages != nr_pt):
         return False
-    for n, (lru, awake) in zip(a.nodes, nodes, strict=True):
-        # LRU order matters (reclaim takes the oldest first): compare as sequences
-        if n.kswapd_awake != awake or list(n.lru) != list(lru):
+    anodes = a.nodes
+    for i, (lru, awake) in enumerate(nodes):
+        n = anodes[i]
+        # LRU order matters (reclaim takes the oldest first): equal as dicts, then in order
+        if n.kswapd_awake != awake or n.lru != lru or (len(lru) > 1
+                                                       and list(n.lru) != list(lru)):
             return False
-    return all(a.ctx.get(cpu) == st for cpu, st in ctx)  # Context is an IntEnum
+    actx = a.ctx
+    for cpu, st in ctx:  # noqa: SIM110 - a loop: no generator on every comparison
+        if actx.get(cpu) != st:  # Context is an IntEnum
+            return False
+    return True
 
 
 def same_stats(a: PageAllocator, c: Capture) -> bool:
@@ -219,6 +258,23 @@ def state_key(a: PageAllocator, kswapd_awake: bool = True) -> StateKey:
         tuple(tuple(st) for st in a.ctx.values()),
         tuple(a.nr_page_table_pages),
     )
+
+
+def key_bytes(a: PageAllocator, kswapd_awake: bool = True) -> bytes:
+    """:func:`state_key` as bytes, built without the intermediate tuples (lists marshal as
+    well, and as canonically: equal states give equal bytes, different states different
+    bytes, since every field appears in a fixed position and every dict as its sorted items).
+    The model checker calls it on every transition that changed the state."""
+    zs = []
+    for z in a.zones:
+        zs.append([z.heads, sorted(z._nxt.items()), sorted(z._prv.items()),
+                   sorted(z._buddy.items()), z.tails, z.counts, z._lazy, z._lazy_pages,
+                   z.free_pages, z.boost, z.boosted])
+    return marshal.dumps((
+        zs, sorted(a.allocated.items()), bytes(a.pageblock_flags),
+        [(list(n.lru), n.kswapd_awake and kswapd_awake) for n in a.nodes],
+        sorted(a.refs.items()), [[int(c) for c in st] for st in a.ctx.values()],
+        a.nr_page_table_pages), 2)
 
 
 def awake_is_observable(masks: Iterable[int]) -> bool:

@@ -73,6 +73,8 @@ def lshr(x: Bits, n: Bits) -> Bits:
 
     A Python int shifted by a bit-vector is first widened to the bit-vector's width.
     """
+    if type(x) is int and type(n) is int:  # the concrete hot path (page-table walks)
+        return x >> n
     if _sym(x, n):
         import z3
 
