@@ -25,11 +25,10 @@ catalogue proofs/seeded_bugs.py):
 * ``hypothesis-statemachine``, ``hypothesis-crosshair``, CrossHair rows, the model checker's
   unit tests.
 
-Measured (02:18 UTC, 2-core sandbox shared with other work, load ~2; one core per run):
-modelcheck[flat16] 22,865 states in 23 s (1,000 states/s; with --per-pfn 46 s, the old
-engine's pickled states 53 s for the same space on the previous allocator),
-modelcheck[zones-unaligned] 13,846 states in ~14 s CPU, modelcheck[numa2] 1,914 states in
-~4 s CPU; each seeded model-checker row ~1 s; each seeded state-machine row 5-20 s CPU.
+Measured (2-core sandbox shared with other work, one core per run, CPU seconds):
+modelcheck[flat16] 22,865 states in ~15 s (~1,500 states/s), modelcheck[zones-unaligned]
+13,846 states in ~9 s, modelcheck[numa2] 1,914 states in ~2.4 s; each seeded model-checker
+row ~1 s; each seeded state-machine row 5-20 s CPU.
 
 Wiring: proofs/registry.py turns every :func:`extra_checks` entry into a row of the table.
 ``python -m proofs.checks_extra [--long] [--jobs N] [--only SUBSTRING]`` runs them alone.
