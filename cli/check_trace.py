@@ -1,9 +1,12 @@
 """``kmemspec check-trace FILE... [--formats DIR] [--page-offset HEX] [--json] [--plot DIR]``:
 replay a Linux kmem/vmalloc trace and judge it against the specification (tracecheck/).
 
-Exit status: 0 no violation, 1 at least one violation, 2 a usage error or an unreadable file
-(one ``kmemspec: error:`` line, never a traceback). Malformed lines are reported with their
-line numbers and do not change the exit status: the rest of the file is still checked.
+Exit status: 0 no violation, 1 at least one violation, 2 a usage error, an unreadable file or
+input without a single kmem/vmalloc event (one ``kmemspec: error:`` line, never a traceback).
+Malformed lines are reported with their line numbers and do not change the exit status: the
+rest of the file is still checked. A truncated or corrupt compressed file is reported and the
+lines before the damage are checked; without a violation in them the exit status is 2, not 0,
+since the rest was never seen.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ from spec.errors import KmemError
 
 class CheckTraceUsageError(KmemError, ValueError):
     """A bad option value (--page-offset that is not a number, --top below 1, ...)."""
+
+
+# what tracecheck.check/source put into ``not_checked`` when a stream could not be read to
+# its end (a truncated or corrupt xz, gz, bz2 or zst file)
+_UNREADABLE = ("ends early or is corrupt", "cannot be decoded")
 
 
 def _hex(text: str) -> int:
@@ -80,6 +88,13 @@ def run(args: argparse.Namespace) -> int:
     report = check_trace(args.files, formats_dir=args.formats, page_offset=args.page_offset,
                          reorder_window=args.reorder_window, strict=args.strict,
                          recorder=recorder, zoneinfo=args.zoneinfo)
+    cut = [n for n in report.not_checked if any(m in n for m in _UNREADABLE)]
+    # /etc/passwd, a binary, an empty file, a trace of other events only (``layouts`` names
+    # the allocator events the replay understood)
+    if not sum(n for ev, n in report.events.items() if ev in report.layouts):
+        raise CheckTraceUsageError(cut[0] if cut else (
+            f"{', '.join(args.files)}: no kmem or vmalloc trace event in {report.lines:,} "
+            f"lines (not a trace, or events/kmem was not enabled)"))
     written: list[str] = []
     if recorder is not None:
         from tracecheck.plot import write_plots
@@ -100,4 +115,10 @@ def run(args: argparse.Namespace) -> int:
         render(report, console, top=args.top)
         for p in written:
             console.print(f"wrote {p}", highlight=False)
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    if cut:  # no violation in what was read, but the rest of the input was never checked
+        sys.stdout.flush()
+        print(f"kmemspec: error: {cut[0]}", file=sys.stderr)
+        return 2
+    return 0

@@ -16,8 +16,10 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -55,7 +57,7 @@ def with_cpus(m: MachineConfig, cpus_per_node: int) -> MachineConfig:
 
 def boot(machine: str, cpus: int | None) -> PageAllocator:
     """MachineConfig.named(machine), optionally re-CPU'd, booted."""
-    m = MachineConfig.named(machine)
+    m = MachineConfig.named(machine)  # validated: no zone beyond MAX_PHYSMEM_BITS
     if cpus is not None:
         m = with_cpus(m, cpus)
     return PageAllocator(m)
@@ -118,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         raise ScenarioError(f"scenario {path} is not UTF-8 text") from None
     steps = parse_scenario(text, str(path))
+    if args.slabinfo and not os.path.isfile(args.slabinfo):  # read only when slabs boot
+        raise CliError(f"cannot read slabinfo {args.slabinfo}: not a file")
     a = boot(args.machine or scenario_machine(text, path) or "default", args.cpus)
     console = Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
 
@@ -222,7 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_subject)
     add_oracle_parser(sub)  # kmemspec oracle --subject COMMAND (cli/oracle.py)
     add_check_trace_parser(sub)  # kmemspec check-trace FILE... (cli/check_trace.py)
+    for parser in (p, *sub.choices.values()):
+        if "error" not in vars(parser):  # cli/oracle.py sets its own
+            parser.error = _one_line_error(parser.prog)  # type: ignore[method-assign,assignment]
     return p
+
+
+def _one_line_error(prog: str) -> Callable[[str], NoReturn]:
+    """argparse's error, as one line like every other error of the command (argparse would
+    print the whole usage first): the message and where the usage is."""
+    def error(message: str) -> NoReturn:
+        print(f"kmemspec: error: {message} (see '{prog} --help')", file=sys.stderr)
+        sys.exit(2)
+    return error
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,12 +143,26 @@ def _check_command(command: str) -> None:
         raise OracleUsageError(f"--subject: command {exe!r} not found")
 
 
+def _check_replay_out(path: str) -> None:
+    """Refuse a replay file that cannot be written before the run, not after it: the
+    failure would otherwise be found, shrunk and then lost in a traceback."""
+    if os.path.isdir(path):
+        raise OracleUsageError(f"--replay-out: {path} is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise OracleUsageError(f"--replay-out: directory {parent} does not exist")
+    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        raise OracleUsageError(f"--replay-out: {path} is not writable")
+
+
 def cmd_oracle(args: argparse.Namespace) -> int:
     """Run the oracle (or a replay) and print the report; the exit status is the verdict's."""
     from oracle.report import render
     from oracle.run import check_subject, replay
 
     _check_command(args.subject)
+    if args.replay_out is not None or not args.replay:
+        _check_replay_out(args.replay_out or DEFAULT_REPLAY_OUT)
     interactive = not args.json and sys.stderr.isatty()
     with _Progress(args.budget, interactive) as progress:
         if args.replay:

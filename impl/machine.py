@@ -18,7 +18,14 @@ from typing import Any
 
 from spec.errors import MachineError
 from spec.gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
-from spec.layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, VMALLOC_END, VMALLOC_START
+from spec.layout import (
+    MAX_PHYSMEM_BITS,
+    PAGE_OFFSET,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    VMALLOC_END,
+    VMALLOC_START,
+)
 
 MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT  # arch/x86/include/asm/dma.h
 MAX_DMA32_PFN = 1 << (32 - PAGE_SHIFT)
@@ -26,6 +33,7 @@ LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20
 MAX_PAGE_ORDER_DEFAULT = 10  # include/linux/mmzone.h, x86-64
 HUGETLB_PAGE_ORDER = 9  # 2 MiB huge pages: pageblock_order = min(9, MAX_PAGE_ORDER)
+_MAX_PFN = 1 << (MAX_PHYSMEM_BITS - PAGE_SHIFT)  # arch/x86/include/asm/sparsemem.h
 
 
 def _with_movable(lr: Any) -> tuple[int, ...]:
@@ -145,6 +153,10 @@ class MachineConfig:
                 seen.add(z.zone)
                 if z.spanned <= 0 or z.start_pfn < 0:
                     raise MachineError(f"{where}: empty or negative span")
+                if z.end_pfn > _MAX_PFN:  # sparsemem: MAX_PHYSMEM_BITS, 4-level paging
+                    raise MachineError(f"{where}: ends at pfn {z.end_pfn:#x}, beyond x86-64's "
+                                       f"{MAX_PHYSMEM_BITS}-bit physical address space (64 TiB, "
+                                       f"pfn {_MAX_PFN:#x})")
                 for s, e in (*z.ranges, *z.reserved):
                     if not z.start_pfn <= s < e <= z.end_pfn:
                         raise MachineError(f"{where}: range [{s:#x}, {e:#x}) outside the zone")

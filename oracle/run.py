@@ -335,6 +335,8 @@ def read_replay(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
         lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
     except OSError as e:
         raise ReplayError(f"cannot read replay file {p}: {e.strerror}") from None
+    except UnicodeDecodeError:  # a binary given by mistake: one error line, no traceback
+        raise ReplayError(f"replay file {p} is not UTF-8 text") from None
     try:
         objs = [json.loads(ln) for ln in lines]
     except json.JSONDecodeError as e:

@@ -38,6 +38,10 @@ USAGE_ERRORS = [
     (("--subject", REFERENCE_CMD, "--mode", "fuzzy"), "invalid choice"),
     (("--subject", REFERENCE_CMD, "--machine", "nowhere"), "unknown machine"),
     (("--subject", REFERENCE_CMD, "--replay", "/nonexistent.jsonl"), "cannot read replay"),
+    # refused before the run: a failure found and shrunk must not be lost in a traceback
+    (("--subject", REFERENCE_CMD, "--replay-out", "/nonexistent/dir/x.jsonl"),
+     "does not exist"),
+    (("--subject", REFERENCE_CMD, "--replay-out", "/"), "is a directory"),
 ]
 
 

@@ -278,3 +278,12 @@ def test_slab_requests_when_memory_is_exhausted_before_the_slab_boots() -> None:
     ans, _ = s.handle({"op": "kmalloc", "seq": seq, "size": 64, "gfp": "GFP_KERNEL", "nid": -1,
                        "cpu": 0, "ctx": "process"})
     assert isinstance(ans["addr"], str) and s.sa is not None
+
+
+def test_a_hello_beyond_the_physical_address_space_is_an_error() -> None:
+    """A zone ending above MAX_PHYSMEM_BITS is refused with one error, not a MemoryError."""
+    hello = json.loads(json.dumps(HELLO))
+    hello["nodes"][1]["zones"][0]["start_pfn"] = 10**12
+    s = Subject()
+    ans, done = s.handle(hello)
+    assert "46-bit physical address space" in ans["error"] and not done and s.a is None

@@ -69,7 +69,17 @@ def test_standard_input_in_a_subprocess(tmp_path: Path) -> None:
 
 def test_binary_garbage_is_reported_without_a_traceback(tmp_path: Path) -> None:
     p = tmp_path / "garbage.bin"
-    p.write_bytes(bytes(random.Random(1).randrange(256) for _ in range(5000)))
+    garbage = bytes(random.Random(1).randrange(256) for _ in range(5000))
+    p.write_bytes(garbage)
+    r = subprocess.run([sys.executable, "-m", "cli.main", "check-trace", "--json", str(p)],
+                       capture_output=True, cwd=ROOT, timeout=60, check=False)
+    # nothing but garbage is not a trace: one error line, exit 2 (not "no violation")
+    assert r.returncode == 2 and b"Traceback" not in r.stderr and not r.stdout
+    assert r.stderr.startswith(b"kmemspec: error: ") and len(r.stderr.splitlines()) == 1
+    assert b"no kmem or vmalloc trace event" in r.stderr
+    # garbage inside a trace is reported line by line and the events are still checked
+    event = emit.prefix("a", 1, 0, ".....", 10) + emit.mm_page_alloc(0x100, 1, 0xCC0) + "\n"
+    p.write_bytes(garbage + b"\n" + event.encode())
     r = subprocess.run([sys.executable, "-m", "cli.main", "check-trace", "--json", str(p)],
                        capture_output=True, cwd=ROOT, timeout=60, check=False)
     assert r.returncode == 0 and b"Traceback" not in r.stderr

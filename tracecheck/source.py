@@ -43,9 +43,9 @@ def detect(head: bytes) -> str:
 def _binary(path: str) -> Any:
     if path == "-":
         return sys.stdin.buffer
+    if os.path.isdir(path):  # outside the try: TraceSourceError is an OSError too
+        raise TraceSourceError(f"{path}: is a directory")
     try:
-        if os.path.isdir(path):
-            raise TraceSourceError(f"{path}: is a directory")
         return open(path, "rb", buffering=READ_BUFFER)  # the caller closes it
     except OSError as e:
         raise TraceSourceError(f"{path}: {e.strerror or e}") from None
