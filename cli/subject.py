@@ -30,6 +30,7 @@ SLAB_OPS = ("kmalloc", "kfree", "kmem_cache_create", "kmem_cache_alloc", "kmem_c
 VMALLOC_OPS = ("vmalloc", "vfree")
 OTHER_FEATURE_OPS: tuple[str, ...] = ()
 _DIRECT_RECLAIM = __GFP_DIRECT_RECLAIM  # no name mangling inside the class
+_WHERE_CACHE_MAX = 4096  # distinct (gfp, nid, cpu, ctx) kept per session: bounded memory
 
 
 class BadRequestError(Exception):
@@ -83,6 +84,11 @@ class Subject:
         self.sa: SlabAllocator | None = None  # booted at the first kmalloc/slab request
         self._boot_failed_free: int | None = None  # nr_free_pages when a slab boot failed
         self.vm: Vmalloc | None = None  # booted at the first vmalloc/vfree request
+        # (gfp text, nid, cpu, ctx text) -> the parsed, checked (gfp, nid, cpu, ctx) of _where:
+        # a session repeats a few masks and places, and parsing them was most of the cost
+        # of answering an allocation. Only well-typed fields that passed every check are
+        # kept, so an error is still raised (with the same message) every time.
+        self._where_cache: dict[tuple[Any, ...], tuple[int, int, int, Context]] = {}
 
     def _diag(self, text: str) -> None:
         print(f"kmemspec subject: {text}", file=self.log, flush=True)
@@ -94,7 +100,13 @@ class Subject:
             return {"seq": seq, "error": "request must be a JSON object with an integer seq"}, False
         assert isinstance(msg, dict)
         op = msg.get("op")
+        a = self.a
         try:
+            # the two requests of most sessions first; the chain below answers every op
+            if op == "alloc_pages" and a is not None:
+                return self._alloc_pages(seq, msg, a), False
+            if op == "free_pages" and a is not None:
+                return self._free_pages(seq, msg, a), False
             if op == "bye":
                 return {"seq": seq, "ok": True}, True
             if op == "hello":
@@ -177,16 +189,23 @@ class Subject:
         return {"seq": seq, "ok": True, "name": self.name, "features": FEATURES}
 
     def _alloc_pages(self, seq: int, msg: dict[str, Any], a: PageAllocator) -> dict[str, Any]:
-        order = _int(msg, "order", nonneg=True)
+        order = msg.get("order")
+        if type(order) is not int or order < 0:  # the common case is checked inline
+            order = _int(msg, "order", nonneg=True)
         gfp, nid, cpu, ctx = self._where(msg, a)
         return self._alloc_answer(seq, "pfn", a.alloc_pages_node(nid, gfp, order, cpu=cpu,
                                                                  ctx=ctx), a)
 
     def _free_pages(self, seq: int, msg: dict[str, Any], a: PageAllocator) -> dict[str, Any]:
-        pfn = _int(msg, "pfn", nonneg=True)
-        order = _int(msg, "order", nonneg=True)
+        pfn = msg.get("pfn")
+        if type(pfn) is not int or pfn < 0:
+            pfn = _int(msg, "pfn", nonneg=True)
+        order = msg.get("order")
+        if type(order) is not int or order < 0:
+            order = _int(msg, "order", nonneg=True)
         a.free_pages_pfn(pfn, order)
-        a.drain_effects()
+        if a.effects:
+            a.drain_effects()
         return {"seq": seq, "ok": True}
 
     def _where(self, msg: dict[str, Any], a: PageAllocator) -> tuple[int, int, int, Context]:
@@ -194,6 +213,22 @@ class Subject:
         requests: a blocking mask in atomic context is served as the same mask without
         __GFP_DIRECT_RECLAIM, so it never sleeps (the model itself would raise
         SleepInAtomicError). See docs/protocol.md."""
+        key = (msg.get("gfp"), msg.get("nid", NUMA_NO_NODE), msg.get("cpu", 0),
+               msg.get("ctx", "process"))
+        # exact types first: True == 1 and 1.0 == 1 hash alike, and must not hit an int entry
+        if type(key[0]) is str and type(key[1]) is int and type(key[2]) is int \
+                and type(key[3]) is str:
+            w = self._where_cache.get(key)
+            if w is None:
+                w = self._where_parse(msg, a)
+                if len(self._where_cache) < _WHERE_CACHE_MAX:
+                    self._where_cache[key] = w
+            return w
+        return self._where_parse(msg, a)
+
+    def _where_parse(self, msg: dict[str, Any], a: PageAllocator
+                     ) -> tuple[int, int, int, Context]:
+        """_where without the cache: every check, in the order of the error messages."""
         gfp = parse_gfp(_str(msg, "gfp"), ignore_hex=True)
         nid = _int(msg, "nid", NUMA_NO_NODE)
         cpu = _int(msg, "cpu", 0)
@@ -210,11 +245,13 @@ class Subject:
                       a: PageAllocator) -> dict[str, Any]:
         """An allocation's answer: ``pfn`` as an integer, ``addr`` as hex, null on failure,
         ``slept`` when it entered direct reclaim; effects go to stderr with --verbose."""
-        effects = a.drain_effects()
         value: int | str | None = result
         if result is not None and key == "addr":
             value = hex(result)
         ans: dict[str, Any] = {"seq": seq, key: value}
+        if not a.effects:  # most allocations leave no effect: nothing to drain or print
+            return ans
+        effects = a.drain_effects()
         if any(e.kind == "sleep" for e in effects):
             ans["slept"] = True
         if self.verbose:
@@ -227,7 +264,9 @@ class Subject:
         """kmalloc, kfree and the kmem_cache_* requests (docs/protocol.md)."""
         a = sa.pages
         if op == "kmalloc":
-            size = _int(msg, "size", nonneg=True)
+            size = msg.get("size")
+            if type(size) is not int or size < 0:  # the common case is checked inline
+                size = _int(msg, "size", nonneg=True)
             gfp, nid, cpu, ctx = self._where(msg, a)
             addr = sa.kmalloc_node(size, gfp, nid, cpu=cpu, ctx=ctx)
             return self._alloc_answer(seq, "addr", addr, a)

@@ -82,6 +82,7 @@ class ReferenceSubject:
 
     def request(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Subject.handle, with a model bug answered as serve() does (an internal error)."""
+        ans: dict[str, Any]
         try:
             ans, done = self._s.handle(msg)
         except Exception as e:  # a model bug: the oracle reports a protocol violation
@@ -89,7 +90,7 @@ class ReferenceSubject:
             return {"seq": msg.get("seq"), "error": f"internal error: {e!r}"}
         if done:
             self.closed = True
-        return dict(ans)
+        return ans  # a fresh dict per answer: handle() keeps no reference to it
 
     def close(self) -> None:
         self.closed = True
@@ -104,6 +105,7 @@ class PythonAllocatorAdapter:
         self.name = name
         self.alloc: Any = None
         self.features: tuple[str, ...] = ()
+        self._ops: frozenset[str] = frozenset()  # the ops of the listed features
         self._gfp: dict[str, int] = {}
 
     def request(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +118,7 @@ class PythonAllocatorAdapter:
                 self.alloc = self.factory(msg)
                 self.features = tuple(f for f, ms in FEATURE_METHODS.items()
                                       if all(callable(getattr(self.alloc, m, None)) for m in ms))
+                self._ops = frozenset(m for f in self.features for m in FEATURE_METHODS[f])
                 return {"seq": seq, "ok": True, "name": self.name,
                         "features": list(self.features)}
             if op == "bye":
@@ -135,7 +138,7 @@ class PythonAllocatorAdapter:
 
     def _call(self, seq: Any, op: str, m: dict[str, Any]) -> dict[str, Any]:
         a = self.alloc
-        if not any(op in ms for f, ms in FEATURE_METHODS.items() if f in self.features):
+        if op not in self._ops:
             raise ValueError(f"op {op!r} is not implemented")
         if hasattr(a, "slept"):
             a.slept = False

@@ -356,8 +356,8 @@ class Judge:
         """The request is valid per the protocol's table on the current view (an error
         answer would break a rule). False for invalid and ambiguous requests and for
         requests outside the protocol."""
-        try:
-            return self.classify(request)[0] == VALID
+        try:  # _classify: the kind alone, without formatting the reason
+            return self._classify(request)[0] == VALID
         except RequestError:
             return False
 
@@ -380,7 +380,9 @@ class Judge:
             raise RequestError(f"{op} belongs to feature {OP_FEATURE[op]!r}, which the "
                                f"subject does not list ({', '.join(self.features)})")
         if op == "alloc_pages":
-            order = self._nonneg(req, "order")
+            order = req.get("order")
+            if type(order) is not int or order < 0:  # the common case is checked inline
+                order = self._nonneg(req, "order")
             return VALID, "alloc_pages has no invalid requests", (order, self._where(req))
         if op == "kmalloc":
             size = self._nonneg(req, "size")
@@ -632,7 +634,9 @@ class Judge:
             self._check_vmalloc(request, answer, seq, args, slept, out)
         if ref_ans is not None and not out:
             self._check_exact(request, answer, ref_ans, key, out)
-        return self._done(out)
+        if out:  # _done, inline on the path of every allocation
+            self.violations.extend(out)
+        return out
 
     def _done(self, out: list[Violation]) -> list[Violation]:
         if out:
@@ -680,10 +684,15 @@ class Judge:
                      slept: bool, out: list[Violation]) -> None:
         self.rules_checked["sleep"] += 1
         if slept and not w.may_sleep:
-            why = (f"ctx {request.get('ctx')} is atomic" if w.ctx.atomic else
-                   f"the mask {format_gfp(w.gfp)} has no __GFP_DIRECT_RECLAIM")
-            out.append(self._v("sleep", "the call slept where it must not", request, answer,
-                               why + " (spec.reserves.may_sleep)"))
+            self._sleep_violation(request, answer, w, out)
+
+    def _sleep_violation(self, request: dict[str, Any], answer: dict[str, Any], w: _Where,
+                         out: list[Violation]) -> None:
+        """The sleep rule broken: slept where spec.reserves.may_sleep says it must not."""
+        why = (f"ctx {request.get('ctx')} is atomic" if w.ctx.atomic else
+               f"the mask {format_gfp(w.gfp)} has no __GFP_DIRECT_RECLAIM")
+        out.append(self._v("sleep", "the call slept where it must not", request, answer,
+                           why + " (spec.reserves.may_sleep)"))
 
     def _check_alloc_pages(self, request: dict[str, Any], answer: dict[str, Any], seq: int,
                            args: tuple[int, _Where], slept: bool,
@@ -694,7 +703,10 @@ class Judge:
             out.append(self._v("protocol", f"pfn must be a non-negative integer or null, got "
                                f"{pfn!r}", request, answer, "protocol: Conventions"))
             return
-        self._sleep_check(request, answer, w, slept, out)
+        rc = self.rules_checked
+        rc["sleep"] += 1  # _sleep_check, inline on the hottest path
+        if slept and not w.may_sleep:
+            self._sleep_violation(request, answer, w, out)
         if order > self.max_order:
             if pfn is not None:
                 out.append(self._v("protocol", f"order {order} above max_order "
@@ -707,13 +719,13 @@ class Judge:
                 self._check_liveness(request, answer, order, w, out)
             return
         n = 1 << order
-        self.rules_checked["align"] += 1
+        rc["align"] += 1
         aligned = block_aligned(pfn, order)
         if not aligned:
             out.append(self._v("align", f"pfn {_hex(pfn)} of an order-{order} block is not a "
                                f"multiple of {n}", request, answer,
                                f"the aligned block holding it starts at pfn {_hex(pfn & -n)}"))
-        self.rules_checked["range"] += 1
+        rc["range"] += 1
         z = self.zone_of_pfn(pfn)
         in_zone = z is not None and pfn + n <= z.end
         if z is None:
@@ -724,11 +736,15 @@ class Judge:
             out.append(self._v("range", f"block pfn {_hex(pfn)}-{_hex(pfn + n - 1)} leaves "
                                f"{z.describe()}", request, answer,
                                f"it runs into {nz.describe() if nz else 'no zone'}"))
-        else:
-            assert z is not None
+        elif not self._allowed_cache.get((z.zi, w.gfp, w.pref_nid)):
+            # a cached True is the whole zone rule; anything else computes it (and reports)
             self._zone_rule(request, answer, z, w, out, zone_rule=True)
-        if self._record(request, answer, ("block", seq, pfn, order), pfn << self.page_shift,
-                        (pfn + n) << self.page_shift, ("block", pfn), out):
+        rc["overlap"] += 1  # _record, inline: the overlap rule
+        tag = ("block", seq, pfn, order)
+        other = self._phys.add(pfn << self.page_shift, (pfn + n) << self.page_shift, tag)
+        if other is not None:
+            self._overlap(request, answer, tag, other, ("block", pfn), out)
+        else:
             zi = z.zi if (aligned and in_zone and z is not None) else -1
             if zi < 0:
                 self._runs_exact = False
@@ -778,10 +794,15 @@ class Judge:
         other = self._phys.add(lo, hi, tag)
         if other is None:
             return True
+        self._overlap(request, answer, tag, other, taint, out)
+        return False
+
+    def _overlap(self, request: dict[str, Any], answer: dict[str, Any], tag: tuple[Any, ...],
+                 other: object, taint: tuple[str, int], out: list[Violation]) -> None:
+        """The overlap rule broken: report the live thing overlapped, taint the key."""
         out.append(self._v("overlap", f"{self._describe(tag)} overlaps a live allocation",
                            request, answer, f"it shares memory with {self._describe(other)}"))
         self._taint(taint)
-        return False
 
     def _check_liveness(self, request: dict[str, Any], answer: dict[str, Any], order: int,
                         w: _Where, out: list[Violation]) -> None:

@@ -338,6 +338,7 @@ class Session:
         chunk = 32 if stop_on_null else _BURST_CHUNK
         prev: dict[str, Any] | None = None
         prev_valid = False
+        valid, is_valid = stats.valid, judge.is_valid
         for i in range(0, len(reqs), chunk):
             batch: list[dict[str, Any]] = []
             for r0 in reqs[i:i + chunk]:
@@ -345,9 +346,9 @@ class Session:
                 r = {**r0, "seq": self.seq + 1}
                 # a burst repeats one allocation request: an allocation's validity depends on
                 # its own fields only (and on its cache existing), so judge it once per burst
-                if (r0 is prev and prev_valid) or judge.is_valid(r):
+                if (r0 is prev and prev_valid) or is_valid(r):
                     prev, prev_valid = r0, op in _ALLOC_OPS
-                    stats.valid[op] += 1
+                    valid[op] += 1
                 elif self.ctx.strict or force:
                     stats.invalid[op] += 1
                 else:
@@ -370,21 +371,22 @@ class Session:
                 self.log.extend(batch)
                 raise self._fail_protocol(e, batch[-1]) from None
             nulls = False
+            log_append, counts, observe = self.log.append, stats.answers, judge.observe
             for r, a in zip(batch, answers, strict=True):
-                self.log.append(r)
+                log_append(r)
                 stats.requests += 1
                 key = RESULT_KEY.get(r["op"])
                 if "error" in a:
-                    stats.answers["error"] += 1
+                    counts["error"] += 1
                 elif key is not None:
                     if a.get(key) is None:
-                        stats.answers["null"] += 1
+                        counts["null"] += 1
                         nulls = True
                     else:
-                        stats.answers["result"] += 1
+                        counts["result"] += 1
                 else:
-                    stats.answers["ok"] += 1
-                for v in judge.observe(r, a):
+                    counts["ok"] += 1
+                for v in observe(r, a):
                     raise self._violation(v, r, a)
                 out.append(a)
             if stop_on_null and nulls:
@@ -599,8 +601,12 @@ class SubjectStateMachine(RuleBasedStateMachine):
         self._step()
         rnd = random.Random(seed) if spread else None
         where = self._where(w, _PAGE_BASES)
-        self.session.run([{"op": "alloc_pages", "order": self._order(top, rnd), **where}
-                          for _ in range(k)])
+        if rnd is None:  # one request k times: Session.run judges its validity once
+            self.session.run([{"op": "alloc_pages", "order": self._order(top, None),
+                               **where}] * k)
+        else:
+            self.session.run([{"op": "alloc_pages", "order": self._order(top, rnd), **where}
+                              for _ in range(k)])
         self._after()
 
     @precondition(_has("pages"))
@@ -661,9 +667,11 @@ class SubjectStateMachine(RuleBasedStateMachine):
         sizes = self.kmalloc_sizes
         rnd = random.Random(seed)
         where = self._kmalloc_where(w)
-        self.session.run([{"op": "kmalloc",
-                           "size": sizes[rnd.randrange(len(sizes)) if spread
-                                         else size % len(sizes)], **where} for _ in range(k)])
+        if not spread:  # one request k times: Session.run judges its validity once
+            self.session.run([{"op": "kmalloc", "size": sizes[size % len(sizes)], **where}] * k)
+        else:
+            self.session.run([{"op": "kmalloc", "size": sizes[rnd.randrange(len(sizes))],
+                               **where} for _ in range(k)])
         self._after()
 
     @precondition(_has("kmalloc"))
