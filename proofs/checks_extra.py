@@ -405,11 +405,13 @@ def extra_checks(long: bool = False) -> list[ExtraCheck]:
                  "KMEMSPEC_SHRINK_SECONDS": STATEMACHINE_SHRINK_SECONDS},
             timeout_s=SEEDED_STATEMACHINE_TIMEOUT, budget_s=20, parse="seeded-statemachine",
             kind="seeded") for b in (SEEDED_SLAB_BUGS if long else ())),
-        ExtraCheck(
+        # verify-long only: ~30 s of the make verify budget, and the same state machine
+        # already runs under Hypothesis' own backend above
+        *([ExtraCheck(
             "hypothesis-crosshair", "the reduced state machine under the hypothesis-crosshair "
             "backend (8 programs x 8 steps)",
             _pytest("tests/test_state_machine.py", "-k", "crosshair"), env=verify, budget_s=20,
-            parse="statemachine", kind="hypothesis"),
+            parse="statemachine", kind="hypothesis")] if long else []),
     ]
 
 
