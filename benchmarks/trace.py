@@ -11,6 +11,8 @@
   sys: this sandbox's 2 cores are shared, so wall time is noisy), medians of repetitions.
 * Memory: the child's peak resident set (ru_maxrss) at both lengths: flat when memory
   follows the live objects and not the trace length.
+* Start-up: the CPU time of a process that only imports ``cli.main`` (the fixed cost inside
+  every figure above; ``kmemspec``'s other subcommands' imports are most of it).
 
 Timings are reported, never asserted.
 """
@@ -71,6 +73,18 @@ def run_once(path: Path) -> dict[str, Any]:
             "violations": len(doc["violations"]), "live_objects": doc["live"]["objects"]}
 
 
+def startup_cpu_s(reps: int = 3) -> float:
+    """Median CPU time of a process that imports ``cli.main`` and exits."""
+    times = []
+    for _ in range(reps):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", "from cli.main import main"], cwd=ROOT,
+                       check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    return statistics.median(times)
+
+
 def run(quick: bool = False, reps: int = 3) -> dict[str, Any]:
     """Both lengths, ``reps`` runs each, interleaved; medians."""
     lengths = QUICK_LENGTHS if quick else LENGTHS
@@ -79,7 +93,8 @@ def run(quick: bool = False, reps: int = 3) -> dict[str, Any]:
     for _ in range(reps):
         for n in lengths:
             runs[n].append(run_once(paths[n]))
-    out: dict[str, Any] = {"load_average": os.getloadavg(), "reps": reps, "lengths": {}}
+    out: dict[str, Any] = {"load_average": os.getloadavg(), "reps": reps, "lengths": {},
+                           "startup_cpu_s": startup_cpu_s(reps)}
     for n in lengths:
         rs = runs[n]
         ev = rs[0]["events"]
@@ -112,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
               f"events/s wall ({v['wall_s']:.2f} s), {v['events_per_s_cpu']:>9,.0f} events/s "
               f"CPU ({v['cpu_s']:.2f} s), peak RSS {v['maxrss_mb']:.1f} MB, "
               f"{v['live_objects']:,} objects live at the end, {v['violations']} violations")
+    print(f"start-up (a process importing cli.main): {r['startup_cpu_s']:.2f} s CPU, included "
+          f"above")
     return 0
 
 

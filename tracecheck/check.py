@@ -127,6 +127,7 @@ KERNEL_HALF = 0xFFFF800000000000
 DEFAULT_REORDER_WINDOW = 0.001  # seconds
 KMALLOC_KEYS = ("kmalloc-", "dma-kmalloc-")
 ALLOC_EVENTS = frozenset({"kmalloc", "kmem_cache_alloc"})
+FREE_EVENTS = frozenset({"kfree", "kmem_cache_free"})
 MEMO_MAX = 200_000  # allocation-line memo records (distinct call site/size/flags texts)
 BITS = tuple(1 << i for i in range(512))  # a bit of a 512-bit chunk, without shifting it
 OBJECT_CHUNK_BITS = 11  # live objects: 8-byte granules, 2048 per int (16 KiB)
@@ -156,6 +157,9 @@ NEEDED: dict[int, tuple[str, ...]] = {
     _VM_PURGE: ("start", "end"),
 }
 STR_FIELDS = frozenset({"gfp_flags", "call_site", "name"})
+# the bases of the NEEDED fields of the page events the loop parses without the general code
+PAGE_FAST_BASES: dict[int, tuple[int, ...]] = {
+    _PG_FREE: (16, 10), _PG_ALLOC: (16, 10, 10, 0, 16), _PG_BATCH: (16,)}
 ATOMIC_IRQ = frozenset("dDb")  # irqs off, irqs and BH off, BH off (kernel/trace/trace_output.c)
 ATOMIC_CTX = frozenset("hHszZ")  # hardirq, hardirq in softirq, softirq, NMI
 
@@ -390,10 +394,10 @@ class PfnSet:
 class _Layout:
     """How to read the needed fields of one event with one token count: ``fields`` has
     (token index or -1, prefix length, base) per NEEDED field; ``get`` picks the hot path's
-    tokens in one call, which ``fast`` (objects) and ``fast_page_free`` allow: every field it
+    tokens in one call, which ``fast`` (objects) and ``fast_page`` allow: every field it
     reads is there, with its plain ``key=`` prefix, in the base it assumes."""
 
-    __slots__ = ("code", "fast", "fast_page_free", "fields", "get", "has_name",
+    __slots__ = ("code", "fast", "fast_page", "ffree", "fields", "get", "has_name",
                  "has_node", "ntok", "version")
 
     def __init__(self, code: int, ntok: int, fields: tuple[tuple[int, int, int], ...],
@@ -421,11 +425,23 @@ class _Layout:
             self.fast = False
             idx = [0, 0]
         self.get = operator.itemgetter(*idx)
-        # page frees (pfn=0x..., order=N): the other hot case
-        self.fast_page_free = (code == _PG_FREE and plain and len(fields) == 2
-                               and fields[0][0] >= 0 and fields[1][0] >= 0)
-        if self.fast_page_free:
-            self.get = operator.itemgetter(fields[0][0], fields[1][0])
+        # object frees the loop reads without splitting: one token, then ptr last (1) or
+        # ptr then the name last (2)
+        self.ffree = 0
+        if self.fast and code in (_KFREE, _KCFREE) and pi == 1:
+            if ntok == 2 and not self.has_name:
+                self.ffree = 1
+            elif ntok == 3 and self.has_name and fields[-1][0] == 2:
+                self.ffree = 2
+        # page events with every field there, plain and in the base the loop assumes:
+        # 1 = mm_page_free (pfn, order), 2 = mm_page_alloc (pfn, order, migratetype,
+        # gfp_flags, page), 3 = mm_page_free_batched (pfn)
+        self.fast_page = 0
+        want = PAGE_FAST_BASES.get(code)
+        if want is not None and plain and all(i >= 0 for i, _p, _b in fields) and \
+                tuple(b for _i, _p, b in fields) == want:
+            self.fast_page = {_PG_FREE: 1, _PG_ALLOC: 2, _PG_BATCH: 3}[code]
+            self.get = operator.itemgetter(*(i for i, _p, _b in fields))
 
 
 class Replay:
@@ -477,7 +493,13 @@ class Replay:
         # page.align and page.overlap, page.migratetype, sleep.atomic, page.double_free
         self.page_rules = [0, 0, 0, 0]
         self.page_order_counts: dict[int, int] = {}
-        self.alloc_memo: dict[str, tuple[Any, ...]] = {}
+        # allocation line text without its ptr (columns 25-36, the event, the text before
+        # " ptr=", the text after the ptr value) -> [bytes_req, bytes_alloc, gfp_flags,
+        # sleep.atomic broken (may sleep, when the CPU is None), statistics row, is kmalloc,
+        # alignment mask, events since the last fold, event, CPU (None: not in ftrace's
+        # fixed columns), granule mask of an 8-byte aligned object (0: none: the general
+        # code), its granules]
+        self.alloc_memo: dict[tuple[str, str, str, str], list[Any]] = {}
         self.hot = [0, 0]  # allocations and kmallocs judged on the hot path
         self.event_counts: dict[str, int] = {}
         self.evmap: dict[str, _Layout] = {}
@@ -621,10 +643,15 @@ class Replay:
         """Replay the lines of one source (or of merged sources: see :func:`check_trace`).
 
         The hot path (kmalloc, kmem_cache_alloc, kfree, kmem_cache_free in a known layout) is
-        inlined here with local variables: about 3 us per event is the whole budget. Anything
-        unusual (a conflict, a pending reorder, a layout without some field) goes to the
-        methods below, which hold the complete rules. An exception from the stream (a
-        truncated compressed file) ends the loop; what was read is accounted first."""
+        inlined here with local variables: about 3 us per event is the whole budget. Three
+        shortcuts: an allocation whose text (all but its ptr) was seen before takes its memo
+        record (rule verdicts, statistics row, granule mask; its counts are added up once, in
+        fold_memo); an object free whose ptr (and name) end the line is read without
+        splitting it; page events are parsed by their fixed prefixes. Anything unusual (a
+        conflict, a pending reorder, a layout without some field, a line that does not match)
+        goes to the general code and the methods below, which hold the complete rules. An
+        exception from the stream (a truncated compressed file) ends the loop; what was read
+        is accounted first."""
         self.cur_source = source
         self.lineno = first_lineno - 1
         try:
@@ -632,9 +659,11 @@ class Replay:
         finally:
             r = self.report
             r.lines += self.lineno - first_lineno + 1
-            for ev, n in self.event_counts.items():
-                r.events[ev] += n
-            self.event_counts.clear()
+            ec = self.event_counts
+            for ev, n in ec.items():
+                if n:
+                    r.events[ev] += n
+                    ec[ev] = 0  # the key stays: the memo path counts with ec[ev] += 1
             h = self.hot
             fr = self.fast_rules
             fr[0] += h[1]  # kmalloc.size_class
@@ -647,6 +676,17 @@ class Replay:
                 ts = self.ts(ln, ln.find(": "))
                 r.last_ts = ts if r.last_ts is None else max(r.last_ts, ts)
 
+    def _hot_state(self) -> tuple[BitmapLiveMap, dict[int, tuple[int, str]],
+                                  dict[int, tuple[int, object]], dict[int, int], bool, bool,
+                                  dict[int, int], int | None, bool]:
+        """What the hot loop keeps in locals, read again after a method that may replace it
+        (a lost-events reset, the first pointer telling hashed from raw, the base inferred)."""
+        objs = self.objects
+        oiv, obm = objs.raw()
+        return (objs, self.free_objects, oiv, obm, objs.granule_shift == 3,
+                self.recorder is None and self.hashed is False and not self.node_ranges,
+                self.free_pages.bm, self.page_offset, self.voting)
+
     def _loop(self, lines: Iterable[str]) -> None:
         events = self.event_counts
         evmap = self.evmap
@@ -656,60 +696,58 @@ class Replay:
         align_memo = self.align_memo
         name_memo = self.name_memo
         stats = self.stats
-        rules = self.fast_rules
-        hot = self.hot
         lpa = self.last_page_alloc
         pending = self.pending
         pending_keys = self.pending_keys
         violation = self.violation
+        hot_state = self._hot_state
         lineno = self.lineno
-        objs = self.objects
-        fo = self.free_objects
-        oiv, obm = objs.raw()
-        g3 = objs.granule_shift == 3
-        fpbm = self.free_pages.bm
         kmax = KMALLOC_MAX_CACHE_SIZE
         bits = BITS
         amemo = self.alloc_memo
         alloc_events = ALLOC_EVENTS
+        free_events = FREE_EVENTS
         cb = OBJECT_CHUNK_BITS
         cm = (1 << cb) - 1
+        csize = 1 << cb  # granules per chunk
+        csh = 3 + cb  # address -> chunk
         fast_ok = self.recorder is None  # plots need every object event: the methods
         # the memo path judges only what it recorded: off when node= names a node (cross-node
         # statistics), and for hashed pointers and plots (the methods handle those)
-        amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
+        objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
         obj_alloc_code, kcfree_code, page_shift = _OBJ_ALLOC, _KCFREE, PAGE_SHIFT
         started = bool(self.last_line)
+        # rule counts of the hot path, kept in locals and added up at the end
+        n_alloc = n_kmalloc = n_in_page = n_base_needed = 0
         line = ""
         try:
             for line in lines:
                 lineno += 1
-                k = line.find(": ")
-                if k < 0 or line[0] == "#":
+                # "<prefix ending in the timestamp>: <event>: <body>": partition (one
+                # argument, no index arithmetic) is the cheapest split; k (the first ": ")
+                # is len(head), computed where a method needs it
+                head, sep, tail = line.partition(": ")
+                if not sep or line[0] == "#":
                     self.special(line, lineno)
-                    objs, fo = self.objects, self.free_objects
-                    oiv, obm = objs.raw()
-                    g3 = objs.granule_shift == 3
-                    amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
-                    fpbm = self.free_pages.bm
+                    objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
                     continue
-                e = line.find(": ", k + 2)
-                if e < 0:
+                ev, sep, body = tail.partition(": ")
+                if not sep:
                     self.malformed(lineno, f"no event name after the timestamp: {line[:80]!r}")
                     continue
-                ev = line[k + 2:e]
-                mkey = ""
+                mkey: tuple[str, str, str, str] | None = None
                 if amemo_ok and ev in alloc_events:
-                    # an allocation line is its ptr plus text that repeats (call site, sizes,
-                    # flags): what follows from that text is computed once (a memo record)
-                    p = line.find(" ptr=", e)
-                    q = line.find(" ", p + 5)
-                    if p > 0 and q > 0:
-                        mkey = line[k:p] + line[q:]
+                    # an allocation line is its ptr plus text that repeats (CPU and irq
+                    # flags columns, call site, sizes, gfp flags): what follows from that text
+                    # is computed once (a memo record)
+                    before, sep, after = body.partition(" ptr=")
+                    ptr_s, sep2, rest = after.partition(" ")
+                    if sep and sep2:
+                        mkey = (line[25:37], ev, before, rest)
                         rec = amemo.get(mkey)
                         if rec is not None and not pending:
                             try:
-                                ptr = int(line[p + 5:q], 16)
+                                ptr = int(ptr_s, 16)
                             except ValueError:
                                 rec = None
                             if not ptr:
@@ -717,78 +755,124 @@ class Replay:
                         else:
                             rec = None
                         if rec is not None:
-                            events[ev] += 1
-                            (req, alloc, gfp_s, may_sleep, st, is_kmalloc, amask) = rec
-                            if k > 36 and line[29] == "]" and line[25] == "[" and \
-                                    line[36] == " " and line[31] != " ":
-                                cpu = line[26:29]
-                                flags = line[31:36]
-                                a = atomic_memo.get(flags)
-                                if a is None:
-                                    a = self.atomic(flags)
-                                if a and may_sleep:
+                            rec[7] += 1  # the event, its row and its rule counts: see finish
+                            (req, alloc, gfp_s, sleeps, st, is_kmalloc, amask, _n, _e,
+                             cpu, gmask, ngran) = rec
+                            if cpu is None:  # not ftrace's fixed columns (trace-cmd report)
+                                cpu, flags = self.cpu_flags(line, len(head))
+                                if sleeps and self.atomic(flags):
                                     violation("sleep.atomic", lineno, line,
                                               f"{ev} with {gfp_s} (may sleep: "
                                               f"__GFP_DIRECT_RECLAIM) in atomic context "
                                               f"(flags {flags})")
-                            else:
-                                cpu = self.cpu_flags(line, k)[0]
-                            hot[0] += 1
+                            elif sleeps:  # a sleeping mask in the atomic context the key shows
+                                violation("sleep.atomic", lineno, line,
+                                          f"{ev} with {gfp_s} (may sleep: "
+                                          f"__GFP_DIRECT_RECLAIM) in atomic context "
+                                          f"(flags {line[31:36]})")
                             if is_kmalloc:
-                                hot[1] += 1
                                 if st[7]:
                                     violation("kmalloc.size_class", lineno, line, st[7])
                                 if ptr & amask:
                                     violation("kmalloc.align", lineno, line,
                                               f"kmalloc({req}) object {ptr:#x} of {alloc} "
                                               f"bytes is not aligned as kmalloc() guarantees")
-                            if lpa and self.voting:
+                            if lpa and voting:
                                 lp = lpa.pop(cpu, None)
                                 if lp is not None:
                                     self.vote_base(ptr, lp, False)
-                            st[0] += 1
-                            st[2] += req
-                            st[3] += alloc
+                                    base, voting = self.page_offset, self.voting
                             end = ptr + (alloc or 1)
-                            tag = (lineno, req, alloc, st, cpu)
-                            g0 = ptr >> 3
-                            g1 = ((end - 1) >> 3) + 1
-                            c = g0 >> cb
-                            if (g1 - 1) >> cb == c:
-                                m = ((1 << (g1 - g0)) - 1) << (g0 & cm)
+                            # BitmapLiveMap.add, inlined: an 8-byte aligned object inside one
+                            # chunk sets the record's granule mask shifted to its offset; the
+                            # tag keeps that mask for the free
+                            m = 0
+                            if gmask and not ptr & 7:
+                                off = (ptr >> 3) & cm
+                                if off + ngran <= csize:
+                                    m = gmask << off
+                            tag = (lineno, req, alloc, st, cpu, m)
+                            if m:
+                                c = ptr >> csh
                                 old = obm.get(c, 0)
                                 if old & m:
-                                    self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
+                                    self.obj_conflict(ptr, end, alloc, tag, line, len(head),
+                                                      lineno, cpu)
                                 else:
                                     obm[c] = old | m
                                     oiv[ptr] = (end, tag)
                             elif objs.add(ptr, end, tag) is not None:
-                                self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
-                            if ptr in fo:
-                                del fo[ptr]
-                                if pending_keys and ("of", ptr) in pending_keys:
-                                    self.obj_alloc_after_refree(ptr, end, tag, line, k, cpu)
-                            base = self.page_offset
+                                self.obj_conflict(ptr, end, alloc, tag, line, len(head), lineno,
+                                                  cpu)
+                            if fo.pop(ptr, None) is not None and pending_keys and \
+                                    ("of", ptr) in pending_keys:
+                                self.obj_alloc_after_refree(ptr, end, tag, line, len(head), cpu)
                             if base is not None:
-                                rules[3] += 1
+                                n_in_page += 1
                                 if fpbm:
                                     pfn = (ptr - base) >> page_shift
-                                    if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
+                                    pfn2 = (end - 1 - base) >> page_shift
+                                    if fpbm.get(pfn >> 9, 0) & bits[pfn & 511] or (
+                                            pfn2 != pfn and (pfn2 - pfn > 1 or fpbm.get(
+                                                pfn2 >> 9, 0) & bits[pfn2 & 511])):
                                         self.in_free_page(ptr, end, line, lineno)
-                                    else:
-                                        pfn = (end - 1 - base) >> page_shift
-                                        if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
-                                            self.in_free_page(ptr, end, line, lineno)
                             else:
-                                self.base_needed_objects += 1
+                                n_base_needed += 1
                             continue
-                toks = line[e + 2:].split()
+                elif ev in free_events and g3 and fast_ok and started and not pending:
+                    # kfree / kmem_cache_free: "call_site=X ptr=P" or "... ptr=P name=N" in
+                    # the layout last seen (a line with other tokens takes the general path)
+                    lay = evmap.get(ev)
+                    ff = lay.ffree if lay is not None else 0
+                    before, sep, after = body.partition(" ptr=") if ff else ("", "", "")
+                    if sep and " " not in before:
+                        if ff == 1:
+                            ptr_s = after
+                            m_t = ""
+                            ok = " " not in after
+                        else:
+                            ptr_s, sep2, m_t = after.partition(" ")
+                            ok = bool(sep2) and " " not in m_t
+                        if ok:
+                            try:
+                                ptr = int(ptr_s, 16)
+                            except ValueError:
+                                ok = False
+                        if ok:
+                            events[ev] += 1
+                            v = oiv.pop(ptr, None)
+                            if v is not None:
+                                # BitmapLiveMap.remove, inlined
+                                ftag: Any = v[1]
+                                m = ftag[5]
+                                if m:  # the object's bits in its chunk (all set: it is live)
+                                    c = ptr >> csh
+                                    nv = obm[c] ^ m
+                                    if nv:
+                                        obm[c] = nv
+                                    else:
+                                        del obm[c]
+                                else:
+                                    objs.unmark(ptr, v[0])
+                                    if v[0] - ptr > kmax:
+                                        self.last_large.clear()  # a large kmalloc here is new
+                                st = ftag[3]
+                                st[1] += 1
+                                fo[ptr] = (lineno, st[4])
+                                if ff == 2 and st[6] != m_t:
+                                    st[6] = m_t  # the "name=..." token last seen for this row
+                                    self.learn_name(st[4], m_t[5:].strip())
+                            else:
+                                self.obj_free_rare(ev, ptr, line, len(head), lineno)
+                            continue
+                k = len(head)
+                toks = body.split()
                 lay = evmap.get(ev)
                 if lay is None or lay.ntok != len(toks):
                     lay = self.layout_for(ev, toks, line, lineno, k)
                     if lay is None:
                         continue
-                events[ev] = events.get(ev, 0) + 1
+                events[ev] += 1  # the key was made by layout_for
                 if not started:
                     started = True
                     self.first_event(line, k)
@@ -812,7 +896,7 @@ class Replay:
                             ptr = int(p_t[4:], 16)
                     except ValueError:
                         self.malformed(lineno, f"{ev}: a field is not a number: "
-                                               f"{line[e + 2:e + 82]!r}")
+                                               f"{body[:80]!r}")
                         continue
                     if code != obj_alloc_code:
                         if not g3 or (pending_keys and ("o", ptr) in pending_keys):
@@ -821,22 +905,32 @@ class Replay:
                             continue
                         v = oiv.pop(ptr, None)
                         if v is not None:
-                            # BitmapLiveMap.remove, inlined for one chunk of 4 KiB
-                            end = v[0]
-                            g0 = ptr >> 3
-                            g1 = ((end - 1) >> 3) + 1
-                            c = g0 >> cb
-                            if (g1 - 1) >> cb == c:
-                                nv = obm[c] & ~(((1 << (g1 - g0)) - 1) << (g0 & cm))
+                            # BitmapLiveMap.remove, inlined
+                            otag: Any = v[1]
+                            m = otag[5]
+                            if m:  # the object's bits in its chunk (all set: it is live)
+                                c = ptr >> csh
+                                nv = obm[c] ^ m
                                 if nv:
                                     obm[c] = nv
                                 else:
                                     del obm[c]
                             else:
-                                objs.unmark(ptr, end)
-                            if end - ptr > kmax:
-                                self.last_large.clear()  # a large kmalloc here is new
-                            st = v[1][3]  # type: ignore[index]
+                                end = v[0]
+                                g0 = ptr >> 3
+                                g1 = ((end - 1) >> 3) + 1
+                                c = g0 >> cb
+                                if (g1 - 1) >> cb == c:
+                                    nv = obm[c] & ~(((1 << (g1 - g0)) - 1) << (g0 & cm))
+                                    if nv:
+                                        obm[c] = nv
+                                    else:
+                                        del obm[c]
+                                else:
+                                    objs.unmark(ptr, end)
+                                if end - ptr > kmax:
+                                    self.last_large.clear()  # a large kmalloc here is new
+                            st = otag[3]
                             st[1] += 1
                             fo[ptr] = (lineno, st[4])
                             if code == kcfree_code and lay.has_name and st[6] != m_t:
@@ -848,14 +942,12 @@ class Replay:
                     if not ptr or self.hashed is not False or node_s != "-1":
                         self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, int(node_s), name],
                                        line, k, lineno)
-                        objs = self.objects
-                        oiv, obm = objs.raw()
-                        g3 = objs.granule_shift == 3
-                        amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
+                        objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
                         continue
                     # cpu and flags: fixed columns of ftrace's "%16s-%-7d [%03d] %s " prefix
-                    if k > 36 and line[29] == "]" and line[25] == "[" and line[36] == " " and \
-                            line[31] != " ":
+                    fixed = k > 36 and line[29] == "]" and line[25] == "[" and \
+                        line[36] == " " and line[31] != " "
+                    if fixed:
                         cpu = line[26:29]
                         flags = line[31:36]
                     else:
@@ -863,10 +955,7 @@ class Replay:
                         if not flags:
                             self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, -1, name],
                                            line, k, lineno)
-                            objs = self.objects
-                            oiv, obm = objs.raw()
-                            g3 = objs.granule_shift == 3
-                            amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
+                            objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
                             continue
                     g = gfp_memo.get(gfp_s)
                     if g is None:
@@ -875,15 +964,12 @@ class Replay:
                         if req > kmax:
                             self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, -1, name],
                                            line, k, lineno)
-                            objs = self.objects
-                            oiv, obm = objs.raw()
-                            g3 = objs.granule_shift == 3
-                            amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
+                            objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
                             continue
                         exp = class_memo.get(req)
                         if exp is None:
                             exp = class_memo[req] = expected_kmalloc_bytes(req) if req > 0 else 0
-                        hot[1] += 1
+                        n_kmalloc += 1
                         if alloc != exp:
                             violation("kmalloc.size_class", lineno, line,
                                       f"kmalloc({req}) reports bytes_alloc={alloc}, but the size "
@@ -900,7 +986,7 @@ class Replay:
                             key = name_memo[(alloc, gfp_s)] = kmalloc_cache_name(alloc, g[0])
                     else:
                         key = name
-                    hot[0] += 1
+                    n_alloc += 1
                     a = atomic_memo.get(flags)
                     if a is None:
                         a = self.atomic(flags)
@@ -908,26 +994,32 @@ class Replay:
                         violation("sleep.atomic", lineno, line,
                                   f"{ev} with {gfp_s} (may sleep: __GFP_DIRECT_RECLAIM) in "
                                   f"atomic context (flags {flags})")
-                    if lpa and self.voting:
+                    if lpa and voting:
                         lp = lpa.pop(cpu, None)
                         if lp is not None:
                             self.vote_base(ptr, lp, False)
+                            base, voting = self.page_offset, self.voting
                     sk = (key, req, alloc, site)
                     st = stats.get(sk)
                     if st is None:
                         st = stats[sk] = self.new_stats(key, req, alloc, site)
-                    if mkey and len(amemo) < MEMO_MAX:
+                    if mkey is not None and len(amemo) < MEMO_MAX and mkey not in amemo:
                         is_k = ev[1] == "m" and ev[2] == "a"
                         if is_k and alloc != exp and not st[7]:
                             st[7] = (f"kmalloc({req}) reports bytes_alloc={alloc}, but the "
                                      f"size class of {req} bytes is {exp}")
-                        amemo[mkey] = (req, alloc, gfp_s, g[1], st, is_k,
-                                       amask if is_k else 0)
+                        # fixed columns: the key holds the CPU and the flags, so the record
+                        # holds the sleep.atomic verdict; else the memo path reads the flags
+                        ng = ((alloc or 1) + 7) >> 3  # granules of an 8-byte aligned object
+                        amemo[mkey] = [req, alloc, gfp_s, bool(a and g[1]) if fixed else g[1],
+                                       st, is_k, amask if is_k else 0, 0, ev,
+                                       cpu if fixed else None,
+                                       (1 << ng) - 1 if alloc <= kmax else 0, ng]
                     st[0] += 1
                     st[2] += req
                     st[3] += alloc
                     end = ptr + (alloc or 1)
-                    tag = (lineno, req, alloc, st, cpu)
+                    tag = (lineno, req, alloc, st, cpu, 0)
                     # BitmapLiveMap.add, inlined for one chunk
                     g0 = ptr >> 3
                     g1 = ((end - 1) >> 3) + 1
@@ -942,46 +1034,52 @@ class Replay:
                             oiv[ptr] = (end, tag)
                     elif objs.add(ptr, end, tag) is not None:
                         self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
-                    if ptr in fo:
-                        del fo[ptr]
-                        if pending_keys and ("of", ptr) in pending_keys:
-                            self.obj_alloc_after_refree(ptr, end, tag, line, k, cpu)
-                    base = self.page_offset
+                    if fo.pop(ptr, None) is not None and pending_keys and \
+                            ("of", ptr) in pending_keys:
+                        self.obj_alloc_after_refree(ptr, end, tag, line, k, cpu)
                     if base is not None:
-                        rules[3] += 1
+                        n_in_page += 1
                         if fpbm:
                             pfn = (ptr - base) >> page_shift
-                            if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
+                            pfn2 = (end - 1 - base) >> page_shift
+                            if fpbm.get(pfn >> 9, 0) & bits[pfn & 511] or (
+                                    pfn2 != pfn and (pfn2 - pfn > 1 or fpbm.get(
+                                        pfn2 >> 9, 0) & bits[pfn2 & 511])):
                                 self.in_free_page(ptr, end, line, lineno)
-                            else:
-                                pfn = (end - 1 - base) >> page_shift
-                                if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
-                                    self.in_free_page(ptr, end, line, lineno)
                     else:
-                        self.base_needed_objects += 1
+                        n_base_needed += 1
                     continue
-                if lay.fast_page_free:
-                    pfn_t, order_t = lay.get(toks)
+                fp_kind = lay.fast_page
+                if fp_kind:
+                    # page events: the page methods replace no state the loop keeps in locals
+                    pv: list[Any]
                     try:
-                        pfn = int(pfn_t[4:], 16)
-                        order = int(order_t[6:])
+                        if fp_kind == 2:
+                            pfn_t, order_t, mt_t, gfp_t, page_t = lay.get(toks)
+                            pv = [int(pfn_t[4:], 16), int(order_t[6:]), int(mt_t[12:]),
+                                    gfp_t[10:], int(page_t[5:], 16)]
+                        elif fp_kind == 1:
+                            pfn_t, order_t = lay.get(toks)
+                            pv = [int(pfn_t[4:], 16), int(order_t[6:])]
+                        else:
+                            pv = [int(lay.get(toks)[4:], 16)]
                     except ValueError:
                         self.malformed(lineno, f"{ev}: a field is not a number: "
-                                               f"{line[e + 2:e + 82]!r}")
+                                               f"{body[:80]!r}")
                         continue
-                    self.page_free(pfn, order, line, k, lineno)
-                    objs, fo = self.objects, self.free_objects
-                    oiv, obm = objs.raw()
-                    g3 = objs.granule_shift == 3
-                    amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
-                    fpbm = self.free_pages.bm
+                    if fp_kind == 2:
+                        self.page_alloc(pv, line, k, lineno)
+                    elif fp_kind == 1:
+                        self.page_free(pv[0], pv[1], line, k, lineno)
+                    else:
+                        self.page_batched(pv[0], line, k, lineno)
                     continue
                 try:
                     vals = [None if i < 0 else (toks[i][p:] if not b else int(toks[i][p:], b))
                             for i, p, b in lay.fields]
                 except (ValueError, IndexError):
                     self.malformed(lineno, f"{ev}: a field is not a number: "
-                                           f"{line[e + 2:e + 82]!r}")
+                                           f"{body[:80]!r}")
                     continue
                 if code == _OBJ_ALLOC:
                     self.obj_alloc(ev, vals, line, k, lineno)
@@ -1001,12 +1099,12 @@ class Replay:
                     self.vm_free(vals[0], lineno)  # type: ignore[arg-type]
                 else:
                     self.vm_purge(vals[0], vals[1])  # type: ignore[arg-type]
-                objs, fo = self.objects, self.free_objects
-                oiv, obm = objs.raw()
-                g3 = objs.granule_shift == 3
-                amemo_ok = fast_ok and self.hashed is False and not self.node_ranges
-                fpbm = self.free_pages.bm
+                objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
         finally:
+            self.hot[0] += n_alloc
+            self.hot[1] += n_kmalloc
+            self.fast_rules[3] += n_in_page
+            self.base_needed_objects += n_base_needed
             self.lineno = lineno
             if started:
                 self.last_line = line if line.find(": ") > 0 else self.last_line
@@ -1025,6 +1123,7 @@ class Replay:
             self.malformed(lineno, f"{ev}: fields not recognised: {' '.join(toks)[:80]!r}")
             return None
         self.evmap[ev] = lay
+        self.event_counts.setdefault(ev, 0)
         return lay
 
     @staticmethod
@@ -1239,7 +1338,7 @@ class Replay:
         st[2] += req
         st[3] += alloc
         end = ptr + 1 if self.hashed else ptr + (alloc or 1)
-        tag = (lineno, req, alloc, st, cpu)
+        tag = (lineno, req, alloc, st, cpu, 0)
         self.fast_rules[2] += 1
         if self.objects.add(ptr, end, tag) is not None:
             self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
@@ -1365,16 +1464,23 @@ class Replay:
 
     def page_alloc(self, vals: list[Any], line: str, k: int, lineno: int) -> None:
         pfn, order, mt, gfp_s, page = vals
-        r = self.report
         if page == 0 and not pfn:
-            r.counters["failed_page_allocs"] += 1
+            self.report.counters["failed_page_allocs"] += 1
             return
         if order is None or pfn is None:
             self.malformed(lineno, "mm_page_alloc without pfn= or order=")
             return
-        cpu, flags = self.cpu_flags(line, k)
-        g = self.gfp_entry(gfp_s) if gfp_s is not None else (0, False, 0)
-        gfp = g[0]
+        if k > 36 and line[29] == "]" and line[25] == "[" and line[36] == " " and line[31] != " ":
+            cpu = line[26:29]  # ftrace's fixed "%16s-%-7d [%03d] %s " columns
+            flags = line[31:36]
+        else:
+            cpu, flags = self.cpu_flags(line, k)
+        if gfp_s is not None:
+            g = self.gfp_memo.get(gfp_s)
+            if g is None:
+                g = self.gfp_entry(gfp_s)
+        else:
+            g = (0, False, 0)
         po = self.page_order_counts
         po[order] = po.get(order, 0) + 1
         n = 1 << order
@@ -1385,26 +1491,27 @@ class Replay:
                            f"block pfn {pfn:#x} order {order} is not aligned to {n} pages")
         if mt is not None and gfp_s is not None:
             pr[1] += 1
-            want = g[2]
-            if mt != want:
+            if mt != g[2]:
                 self.violation("page.migratetype", lineno, line,
-                               f"migratetype={mt}, but gfp_migratetype({gfp_s}) = {want}")
+                               f"migratetype={mt}, but gfp_migratetype({gfp_s}) = {g[2]}")
         if flags and gfp_s is not None:
             pr[2] += 1
-            if self.atomic(flags) and g[1]:
+            a = self.atomic_memo.get(flags)
+            if a is None:
+                a = self.atomic(flags)
+            if a and g[1]:
                 self.violation("sleep.atomic", lineno, line,
                                f"mm_page_alloc with {gfp_s} (may sleep: __GFP_DIRECT_RECLAIM) "
                                f"in atomic context (flags {flags})")
         end = pfn + n
         tag = (lineno, order, cpu)
         fp = self.free_pages
-        if fp:
+        if fp.bm:
             if self.pending_keys and self.resolve(("pf", pfn), self.ts(line, k), cpu):
                 return  # the double free printed first: this allocation preceded it
             fp.discard(pfn, end)  # no longer free
         pages = self.pages
-        old = pages.add(pfn, end, tag)
-        if old is not None:
+        if pages.add(pfn, end, tag) is not None:
             hit = pages.overlapping(pfn, end)
             assert hit is not None
             v = self.violation("page.overlap", lineno, line,
@@ -1415,14 +1522,12 @@ class Replay:
                 pages.remove(s2)
             pages.add(pfn, end, tag)
             self.defer(("p", pfn), self.ts(line, k), cpu, v)
-        self.last_page_alloc[cpu] = (pfn, order, lineno, gfp)
+        self.last_page_alloc[cpu] = (pfn, order, lineno, g[0])
         if self.recorder is not None:
             self.recorder.page(self.ts(line, k), pfn, order, True)
 
     def page_free(self, pfn: int, order: int, line: str, k: int, lineno: int) -> None:
-        r = self.report
-        n = 1 << order
-        end = pfn + n
+        end = pfn + (1 << order)
         pages = self.pages
         cpu = ""
         if self.pending_keys:
@@ -1431,9 +1536,23 @@ class Replay:
                 self.add_free(pfn, end, lineno)
                 return
         self.page_rules[3] += 1
-        hit = pages.get(pfn)
-        if hit is None:
-            hit = pages.find(pfn)
+        rec = pages.remove(pfn)  # the common case: the block allocated at pfn, same order
+        if rec is not None and rec[1] != end:
+            pages.add(pfn, rec[1], rec[2])  # another order: judged below
+            rec = None
+        if rec is None:
+            self._page_free_other(pfn, order, end, line, k, lineno, cpu)
+        self.add_free(pfn, end, lineno)
+        if self.recorder is not None:
+            self.recorder.page(self.ts(line, k), pfn, order, False)
+
+    def _page_free_other(self, pfn: int, order: int, end: int, line: str, k: int,
+                         lineno: int, cpu: str) -> None:
+        """A page free that is not of a live block with its own pfn and order: a split
+        block's piece, a wrong order, a double free, or a block allocated before the trace."""
+        r = self.report
+        pages = self.pages
+        hit = pages.find(pfn)
         if hit is not None:
             s, e, tag = hit
             border = (e - s).bit_length() - 1
@@ -1471,9 +1590,6 @@ class Replay:
             else:
                 r.unknown_frees += 1
                 r.counters["unknown_page_frees"] += 1
-        self.add_free(pfn, end, lineno)
-        if self.recorder is not None:
-            self.recorder.page(self.ts(line, k), pfn, order, False)
 
     def add_free(self, pfn: int, end: int, lineno: int) -> None:
         """The trace shows [pfn, end) free. Objects still live in those pages were freed
@@ -1481,17 +1597,21 @@ class Replay:
         life does not look like an overlap."""
         self.free_pages.add(pfn, end, lineno)
         base = self.page_offset
-        if base is not None and not self.hashed and len(self.objects):
-            # a bitmap chunk covers 2^(3 + OBJECT_CHUNK_BITS) bytes: O(1) per chunk
-            obm = self.objects.raw()[1]
-            sh = 3 + OBJECT_CHUNK_BITS
-            lo_c = (base + (pfn << PAGE_SHIFT)) >> sh
-            hi_c = (base + (end << PAGE_SHIFT) - 1) >> sh
-            if not any(c in obm for c in range(lo_c, hi_c + 1)):
-                return
+        objs = self.objects
+        if base is not None and not self.hashed and len(objs):
             lo = base + (pfn << PAGE_SHIFT)
-            objs = self.objects
-            gone = list(objs.irange(lo, base + (end << PAGE_SHIFT)))
+            hi = base + (end << PAGE_SHIFT)
+            gs = objs.granule_shift
+            g0 = lo >> gs
+            g1 = ((hi - 1) >> gs) + 1
+            cb = objs.chunk_bits
+            c = g0 >> cb
+            if (g1 - 1) >> cb == c:  # one bitmap chunk: is any granule of the pages live?
+                if not objs.raw()[1].get(c, 0) & ((1 << (g1 - g0)) - 1) << (g0 & ((1 << cb) - 1)):
+                    return
+            elif objs.overlapping(lo, hi) is None:
+                return
+            gone = list(objs.irange(lo, hi))
             for s2, _e2, t2 in gone:
                 objs.remove(s2)
                 self.stat_free(t2)
@@ -1503,7 +1623,7 @@ class Replay:
         folio of a batch first, then mm_page_free_batched for each as it goes to the pcp
         list: a page the trace already shows free is that same free. Otherwise (a kernel
         that traces only the batched event) it frees an order-0 page."""
-        if pfn in self.free_pages:
+        if self.free_pages.bm.get(pfn >> 9, 0) & BITS[pfn & 511]:  # pfn in self.free_pages
             self.report.counters["batched_after_free"] += 1
             return
         if self.pages.find(pfn) is None:
@@ -1561,8 +1681,29 @@ class Replay:
 
     # --- the end ------------------------------------------------------------------------------
 
+    def fold_memo(self) -> None:
+        """Add the allocations the memo path only counted in their memo record to the event
+        counts, their statistics rows and the rule counts (once per record, not per event)."""
+        r = self.report
+        fr = self.fast_rules
+        for rec in self.alloc_memo.values():
+            n = rec[7]
+            if n:
+                rec[7] = 0
+                st = rec[4]
+                st[0] += n
+                st[2] += n * rec[0]
+                st[3] += n * rec[1]
+                r.events[rec[8]] += n
+                fr[1] += n  # sleep.atomic
+                fr[2] += n  # object.overlap
+                if rec[5]:
+                    fr[0] += n  # kmalloc.size_class
+                    fr[5] += n  # kmalloc.align
+
     def finish(self) -> TraceReport:
         self.flush_pending(None)
+        self.fold_memo()
         r = self.report
         for rule, n in zip(("kmalloc.size_class", "sleep.atomic", "object.overlap",
                             "object.in_free_page", "object.double_free", "kmalloc.align"),
