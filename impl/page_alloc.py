@@ -981,19 +981,80 @@ class PageAllocator(Vmscan):
                 allocated = self.allocated
                 rec = (0, zone.zid, owner, mt)  # one immutable record for the whole batch
                 rmqueue_smallest = self._rmqueue_smallest
+                # the order-0 list of ``mt`` and the free-list links, bound once: the usual
+                # page is that list's head (__rmqueue_smallest at order 0 with no split), taken
+                # here without a call; anything else is _rmqueue_smallest's (split, lazy boot
+                # blocks) or the fallback's
+                heads, tails, counts = zone.heads, zone.tails, zone.counts
+                zbuddy, znxt, zprv = zone._buddy, zone._nxt, zone._prv
+                top = self.max_order << 3  # the lazy boot blocks sit on MAX_PAGE_ORDER lists
+                expand = self._expand
+                taken = 0  # pages taken below since zone.free_pages was last brought down
                 nr_account = 0
                 while nr_populated < nr_pages:
                     if page_array[nr_populated] is None:  # existing pages are skipped
-                        # __rmqueue(), as _get_page_from_freelist() calls it
-                        pfn = rmqueue_smallest(zone, 0, mt)
-                        if pfn < 0:
-                            pfn = self._rmqueue_fallback(zone, 0, mt, alloc_flags)
+                        # __rmqueue(), as _get_page_from_freelist() calls it: the first block
+                        # of the smallest order with one on the ``mt`` lists below
+                        # MAX_PAGE_ORDER (__rmqueue_smallest), split by expand()
+                        pfn = heads[mt]
+                        if pfn != -1:
+                            # the usual case: order-0 list heads, one after the other, for
+                            # as many holes in a row as the list has pages; each is
+                            # __del_page_from_free_list() of the head, the list's head,
+                            # its back link and its count are written once for the run
+                            run = 0
+                            while True:
+                                del zbuddy[pfn]
+                                del zprv[pfn]
+                                n = znxt.pop(pfn)
+                                allocated[pfn] = rec
+                                page_array[nr_populated] = pfn
+                                nr_populated += 1
+                                run += 1
+                                if n == -1 or nr_populated == nr_pages or \
+                                        page_array[nr_populated] is not None:
+                                    break
+                                pfn = n
+                            heads[mt] = n
+                            if n == -1:
+                                tails[mt] = -1
+                            else:
+                                zprv[n] = -1
+                            counts[mt] -= run
+                            taken += run
+                            nr_account += run
+                            continue
+                        idx = mt
+                        while pfn == -1 and idx < top:
+                            idx += 8
+                            pfn = heads[idx]
+                        if pfn != -1 and idx < top:
+                            # __del_page_from_free_list() of the list head (Zone.delete with
+                            # no predecessor), the zone's free count, expand()
+                            del zbuddy[pfn]
+                            del zprv[pfn]
+                            n = znxt.pop(pfn)
+                            heads[idx] = n
+                            if n == -1:
+                                tails[idx] = -1
+                            else:
+                                zprv[n] = -1
+                            counts[idx] -= 1
+                            taken += 1
+                            expand(zone, pfn, 0, idx >> 3, mt)  # a higher order: split it
+                        else:  # MAX_PAGE_ORDER (lazy boot blocks), or nothing of type mt
+                            zone.free_pages -= taken  # the count is exact for the slow calls
+                            taken = 0
+                            pfn = rmqueue_smallest(zone, 0, mt)
                             if pfn < 0:
-                                break
+                                pfn = self._rmqueue_fallback(zone, 0, mt, alloc_flags)
+                                if pfn < 0:
+                                    break
                         nr_account += 1
                         allocated[pfn] = rec
                         page_array[nr_populated] = pfn
                     nr_populated += 1
+                zone.free_pages -= taken
                 if nr_account:
                     # zone_statistics(preferred zone, zone, nr_account); PGALLOC is not
                     # modelled (no per-zone event counters)

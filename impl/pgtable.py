@@ -171,6 +171,8 @@ def pfn_pte(pfn: Bits, prot: Bits) -> Bits:
 
 def pte_pfn(pte: Bits) -> Bits:
     """pte_pfn(): (pte & PTE_PFN_MASK) >> PAGE_SHIFT."""
+    if type(pte) is int:  # the concrete hot path (unmap_range, lookups): lshr's int case
+        return (pte & PTE_PFN_MASK) >> PAGE_SHIFT
     return lshr(pte & PTE_PFN_MASK, PAGE_SHIFT)
 
 
@@ -229,6 +231,9 @@ def pte_slot(va: Bits) -> tuple[Bits, Bits, Bits, Bits]:
     return (pgd_index(va), pud_index(va), pmd_index(va), pte_index(va))
 
 
+_INT_ONLY = {int}  # map_pages: the types of a list of pfns
+
+
 # --- the tree -----------------------------------------------------------------------------------
 
 class PageTable:
@@ -255,6 +260,7 @@ class PageTable:
         # TLB of page-table pages, valid because tables are freed only by free_tables()
         # (checked by violations(), "pgtable.cache")
         self._pt_cache: dict[int, list[int]] = {}
+        self._prots_ok: set[int] = set()  # protections map_pages found valid (pte_args_ok)
         self.freed = False
         if not user:
             self.root = SWAPPER_PG_DIR
@@ -323,6 +329,10 @@ class PageTable:
                                          "the kernel half")
 
     def _check_range(self, va: int, nr: int) -> None:
+        if type(va) is int and type(nr) is int and nr > 0 and not self.user and \
+                not va & (PAGE_SIZE - 1) and va >> PMD_SHIFT in self._pt_cache and \
+                (va + (nr - 1) * PAGE_SIZE) >> PMD_SHIFT == va >> PMD_SHIFT:
+            return  # inside one 2 MiB whose PTE table is cached: a checked kernel va (lookup)
         self._check_va(va)
         if type(nr) is not int or nr < 0:
             raise BadVirtualAddressError(f"page count {nr!r} is not a non-negative integer")
@@ -407,10 +417,14 @@ class PageTable:
         self._check_live()
         n = len(pfns)
         self._check_range(va, n)
-        self._check_pte(0, prot)  # prot's part of pte_args_ok; the pfns' part below
-        for p in pfns:
-            if type(p) is not int or not 0 <= p <= MAX_PTE_PFN:
-                self._check_pte(p, prot)  # raises BadPteError
+        if type(prot) is not int or prot not in self._prots_ok:
+            self._check_pte(0, prot)  # prot's part of pte_args_ok; the pfns' part below
+            self._prots_ok.add(prot)  # a pure function of prot: checked once per value
+        if n and ({*map(type, pfns)} != _INT_ONLY or min(pfns) < 0 or
+                  max(pfns) > MAX_PTE_PFN):  # ints in 0..MAX_PTE_PFN, checked at C speed
+            for p in pfns:
+                if type(p) is not int or not 0 <= p <= MAX_PTE_PFN:
+                    self._check_pte(p, prot)  # raises BadPteError
         ptes = [pfn_pte(p, prot) for p in pfns]
         i = pte_index(va)
         if 0 < n <= PTRS_PER_PTE - i:  # one PTE table (vmalloc's usual case), no chunking
@@ -466,11 +480,12 @@ class PageTable:
             t = self._pte_table(va)
             if t is not None:
                 clear = ptep_get_and_clear
+                append = out.append
                 for x in range(i, i + nr):
                     pte = t[x]
                     if pte:
                         t[x], pfn = clear(pte)
-                        out.append(pfn)
+                        append(pfn)
                 self.nr_present -= len(out)
             return out
         for _, a, i, m in self._chunks(va, nr):

@@ -147,6 +147,8 @@ _SPINLOCK = Context.SPINLOCK
 # --- the kit: one definition for the code and the Z3 proofs (proofs/vmalloc.py) -----------------
 def _ule(a: Bits, b: Bits) -> Bits:
     """Unsigned ``a <= b`` (z3.ULE on bit-vectors: Z3's ``<=`` is signed)."""
+    if type(a) is int and type(b) is int:  # the concrete hot path (every vmalloc)
+        return a <= b
     if _sym(a, b):
         import z3
 
@@ -156,6 +158,8 @@ def _ule(a: Bits, b: Bits) -> Bits:
 
 def _ult(a: Bits, b: Bits) -> Bits:
     """Unsigned ``a < b``."""
+    if type(a) is int and type(b) is int:  # the concrete hot path (every vmalloc)
+        return a < b
     if _sym(a, b):
         import z3
 
@@ -299,8 +303,14 @@ class FreeVmapTree:
 
     @staticmethod
     def _fix(path: list[_Node]) -> None:
+        """Redo subtree_max_size from the bottom of ``path`` up, stopping at the first node
+        whose value does not change (its ancestors' inputs are then unchanged too), as
+        augment_tree_propagate_from() stops (mm/vmalloc.c)."""
         for n in reversed(path):
+            old = n.max
             _upd(n)
+            if n.max == old:
+                return
 
     def insert(self, start: int, end: int) -> None:
         """Link a new free block (no neighbour touches it)."""
@@ -380,16 +390,23 @@ class FreeVmapTree:
 
     def _first_from(self, n: _Node | None, vstart: int, length: int) -> _Node | None:
         """In-order first block with start > vstart and size >= length: O(depth), since a
-        subtree entirely above vstart with max >= length always yields one."""
-        while n is not None and n.max >= length:
-            if n.start > vstart:
-                r = self._first_from(n.left, vstart, length)
-                if r is not None:
-                    return r
-                if n.end - n.start >= length:
-                    return n
-            n = n.right
-        return None
+        subtree entirely above vstart with max >= length always yields one. (The recursion
+        "left subtree, the node, then its right subtree" with an explicit stack of the nodes
+        whose left subtree is being searched.)"""
+        above: list[_Node] = []
+        while True:
+            while n is not None and n.max >= length:
+                if n.start > vstart:
+                    above.append(n)
+                    n = n.left
+                else:
+                    n = n.right
+            if not above:
+                return None
+            p = above.pop()  # nothing in its left subtree: the node itself, then its right
+            if p.end - p.start >= length:
+                return p
+            n = p.right
 
     def blocks(self) -> Iterator[tuple[int, int]]:
         """Every free block, by address (an in-order walk: for views and invariants)."""
@@ -547,7 +564,15 @@ class Vmalloc:
     def _link(self, vm: VmStruct) -> None:
         self.busy[vm.addr] = vm
         idx = self._pmd_index
-        for p in range(vm.addr >> PMD_SHIFT, ((vm.addr + vm.size - 1) >> PMD_SHIFT) + 1):
+        first = vm.addr >> PMD_SHIFT
+        if (vm.addr + vm.size - 1) >> PMD_SHIFT == first:  # within one PMD (the usual area)
+            d = idx.get(first)
+            if d is None:
+                idx[first] = {vm.addr: None}
+            else:
+                d[vm.addr] = None
+            return
+        for p in range(first, ((vm.addr + vm.size - 1) >> PMD_SHIFT) + 1):
             d = idx.get(p)
             if d is None:
                 idx[p] = {vm.addr: None}
@@ -557,7 +582,14 @@ class Vmalloc:
     def _unlink(self, vm: VmStruct) -> None:
         del self.busy[vm.addr]
         idx = self._pmd_index
-        for p in range(vm.addr >> PMD_SHIFT, ((vm.addr + vm.size - 1) >> PMD_SHIFT) + 1):
+        first = vm.addr >> PMD_SHIFT
+        if (vm.addr + vm.size - 1) >> PMD_SHIFT == first:  # within one PMD (the usual area)
+            d = idx[first]
+            del d[vm.addr]
+            if not d:
+                del idx[first]
+            return
+        for p in range(first, ((vm.addr + vm.size - 1) >> PMD_SHIFT) + 1):
             d = idx[p]
             del d[vm.addr]
             if not d:
@@ -673,7 +705,10 @@ class Vmalloc:
             want = min(VMALLOC_BULK_MAX, nr - len(pages))
             got_pages: list[int | None] = [None] * want
             got = bulk(page_gfp, node, want, got_pages, cpu=cpu, ctx=ctx, owner=OWNER_VMALLOC)
-            pages.extend(got_pages[:got])  # type: ignore[arg-type]  # the first got are pfns
+            if got == want and not pages:  # the whole first batch: the array itself
+                vm.pages = pages = got_pages  # type: ignore[assignment]  # every entry a pfn
+            else:
+                pages.extend(got_pages[:got])  # type: ignore[arg-type]  # the first got: pfns
             if got != want:
                 break
         alloc = pa.alloc_pages_node
@@ -689,8 +724,11 @@ class Vmalloc:
                                       "to allocate pages")
             self._undo_area(vm)
             return False
-        try:
-            self._vmap_pages_range(vm, pgtable_gfp, cpu, ctx)
+        try:  # vmap_pages_range(): one PAGE_KERNEL PTE per page (PageTable.map_pages; on
+            # -ENOMEM it clears the PTEs it installed and raises; the tables it allocated
+            # stay, as the kernel's do)
+            self.pgtable.map_pages(vm.addr, pages, PAGE_KERNEL, gfp=pgtable_gfp, cpu=cpu,
+                                   ctx=ctx)
         except KmemError:
             self._warn(gfp, nid, ctx, f"vmalloc error: size {nr * PAGE_SIZE}, failed to map "
                                       "pages")
@@ -699,12 +737,6 @@ class Vmalloc:
         self.nr_vmalloc_pages += nr
         vm.flags &= ~VM_UNINITIALIZED  # clear_vm_uninitialized_flag()
         return True
-
-    def _vmap_pages_range(self, vm: VmStruct, gfp: int, cpu: int, ctx: Context) -> None:
-        """vmap_pages_range(): one PAGE_KERNEL PTE per page (PageTable.map_pages; on -ENOMEM
-        it clears the PTEs it installed and raises; the tables it allocated stay, as the
-        kernel's do)."""
-        self.pgtable.map_pages(vm.addr, vm.pages, PAGE_KERNEL, gfp=gfp, cpu=cpu, ctx=ctx)
 
     def _undo_area(self, vm: VmStruct) -> None:
         """A failed vmalloc: the pages back to the buddy allocator, the nested page array
@@ -806,14 +838,14 @@ class Vmalloc:
         pa = self.pages
         self._unlink(vm)
         self.pgtable.unmap_range(vm.addr, len(vm.pages))  # vunmap_range_noflush()
-        allocated = pa.allocated
+        pop = pa.allocated.pop
         zones = pa.zones
         free_one = pa._free_one_page
         flags = pa.pageblock_flags
         pbo = pa.pageblock_order
         for pfn in vm.pages:  # __free_page() of each page (no extra references: vfree checked)
             # free_one_page() of an order-0 page: __free_one_page() with its pageblock's type
-            free_one(zones[allocated.pop(pfn)[1]], pfn, 0, flags[pfn >> pbo], False)
+            free_one(zones[pop(pfn)[1]], pfn, 0, flags[pfn >> pbo], False)
         self.nr_vmalloc_pages -= len(vm.pages)
         if vm.pages_area is not None:  # kvfree(vm->pages)
             self._vfree_area(vm.pages_area, lazy=lazy)
