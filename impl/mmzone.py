@@ -61,30 +61,9 @@ class Zone:
     def add(self, pfn: int, order: int, mt: int, tail: bool) -> None:
         """__add_to_free_list(): PageBuddy, set_buddy_order, head or tail of the list."""
         idx = order << 3 | mt
-        # the body of _link(), inlined: this runs on every free
-        if tail:
-            if self._lazy and idx == (self.max_order << 3 | MIGRATE_MOVABLE):
-                self._materialize_lazy(all_=True)
-            self._buddy[pfn] = idx
-            t = self.tails[idx]
-            self._prv[pfn] = t
-            self._nxt[pfn] = -1
-            if t == -1:
-                self.heads[idx] = pfn
-            else:
-                self._nxt[t] = pfn
-            self.tails[idx] = pfn
-        else:
-            self._buddy[pfn] = idx
-            h = self.heads[idx]
-            self._nxt[pfn] = h
-            self._prv[pfn] = -1
-            if h == -1:
-                self.tails[idx] = pfn
-            else:
-                self._prv[h] = pfn
-            self.heads[idx] = pfn
-        self.counts[idx] += 1
+        if tail and self._lazy and idx == (self.max_order << 3 | MIGRATE_MOVABLE):
+            self._materialize_lazy(all_=True)
+        self._link(pfn, idx, tail)
 
     def _link(self, pfn: int, idx: int, tail: bool) -> None:
         """Link ``pfn`` at the head or tail of list ``idx`` (add() without the lazy check)."""

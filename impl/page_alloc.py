@@ -332,14 +332,10 @@ class PageAllocator(Vmscan):
             routes = self._gfp_cache[gfp] = tuple(out)
         return routes
 
-    def alloc_pages_node(self, nid: int, gfp: int, order: int, *, cpu: int = 0,
-                         ctx: Context | None = None) -> int | None:
-        """alloc_pages_node(nid, gfp, order) and __alloc_pages(): the pfn of a 2^order block,
-        or None. Fast path at the low watermark, then the slow path.
-
-        ``nid`` NUMA_NO_NODE (-1) means the node of ``cpu``. An order above MAX_PAGE_ORDER is a
-        failed allocation with a WARN effect (unless _GFP_NOWARN), as in __alloc_pages().
-        """
+    def _where(self, gfp: int, nid: int, cpu: int) -> tuple[tuple[Route, ...], int, int]:
+        """The mask's routes (cached), the node (NUMA_NO_NODE: the node of ``cpu``) and the
+        CPU's node of an allocation; GfpError or BadNodeError for bad ones, before any
+        change. Shared by alloc_pages_node() and alloc_pages_bulk()."""
         if type(gfp) is not int:  # 3264.0 == GFP_KERNEL would hit the cache
             check_gfp(gfp)  # raises GfpError
         try:
@@ -352,9 +348,20 @@ class PageAllocator(Vmscan):
             raise BadNodeError(f"cpu {cpu!r} does not exist (cpus: {sorted(self.cpu_node)})"
                                ) from None
         if nid == NUMA_NO_NODE:
-            nid = cpu_node
-        elif type(nid) is not int or not 0 <= nid < len(self.nodes):
+            return routes, cpu_node, cpu_node
+        if type(nid) is not int or not 0 <= nid < len(self.nodes):
             raise BadNodeError(f"node {nid} is not online (nodes 0..{len(self.nodes) - 1})")
+        return routes, nid, cpu_node
+
+    def alloc_pages_node(self, nid: int, gfp: int, order: int, *, cpu: int = 0,
+                         ctx: Context | None = None) -> int | None:
+        """alloc_pages_node(nid, gfp, order) and __alloc_pages(): the pfn of a 2^order block,
+        or None. Fast path at the low watermark, then the slow path.
+
+        ``nid`` NUMA_NO_NODE (-1) means the node of ``cpu``. An order above MAX_PAGE_ORDER is a
+        failed allocation with a WARN effect (unless _GFP_NOWARN), as in __alloc_pages().
+        """
+        routes, nid, cpu_node = self._where(gfp, nid, cpu)
         if type(order) is not int or order < 0:
             raise GfpError(f"order must be a non-negative integer, got {order!r}")
         zl, alloc_flags, hz, mt, may_block = routes[nid]
@@ -920,22 +927,7 @@ class PageAllocator(Vmscan):
         numa_mem_id(): the node of ``cpu``. ``owner`` is the model's tag of the new pages in
         ``allocated`` (vmalloc passes its own, so it need not retag them). Bad arguments raise
         before any change."""
-        if type(gfp) is not int:
-            check_gfp(gfp)  # raises GfpError
-        try:
-            routes = self._gfp_cache[gfp]
-        except KeyError:
-            routes = self._gfp_info(gfp)
-        try:
-            cpu_node = self.cpu_node[cpu]
-        except (KeyError, TypeError):
-            raise BadNodeError(f"cpu {cpu!r} does not exist (cpus: {sorted(self.cpu_node)})"
-                               ) from None
-        if preferred_nid == NUMA_NO_NODE:
-            preferred_nid = cpu_node
-        elif type(preferred_nid) is not int or not 0 <= preferred_nid < len(self.nodes):
-            raise BadNodeError(f"node {preferred_nid} is not online "
-                               f"(nodes 0..{len(self.nodes) - 1})")
+        routes, preferred_nid, cpu_node = self._where(gfp, preferred_nid, cpu)
         if type(nr_pages) is not int or type(page_array) is not list or \
                 len(page_array) < nr_pages or type(owner) is not str:
             raise GfpError(f"alloc_pages_bulk: nr_pages {nr_pages!r} needs a list of at least "
