@@ -701,6 +701,7 @@ class Replay:
         pending_keys = self.pending_keys
         violation = self.violation
         hot_state = self._hot_state
+        obj_free_live = self.obj_free_live
         lineno = self.lineno
         kmax = KMALLOC_MAX_CACHE_SIZE
         bits = BITS
@@ -842,26 +843,7 @@ class Replay:
                             events[ev] += 1
                             v = oiv.pop(ptr, None)
                             if v is not None:
-                                # BitmapLiveMap.remove, inlined
-                                ftag: Any = v[1]
-                                m = ftag[5]
-                                if m:  # the object's bits in its chunk (all set: it is live)
-                                    c = ptr >> csh
-                                    nv = obm[c] ^ m
-                                    if nv:
-                                        obm[c] = nv
-                                    else:
-                                        del obm[c]
-                                else:
-                                    objs.unmark(ptr, v[0])
-                                    if v[0] - ptr > kmax:
-                                        self.last_large.clear()  # a large kmalloc here is new
-                                st = ftag[3]
-                                st[1] += 1
-                                fo[ptr] = (lineno, st[4])
-                                if ff == 2 and st[6] != m_t:
-                                    st[6] = m_t  # the "name=..." token last seen for this row
-                                    self.learn_name(st[4], m_t[5:].strip())
+                                obj_free_live(ptr, v, lineno, m_t if ff == 2 else "")
                             else:
                                 self.obj_free_rare(ev, ptr, line, len(head), lineno)
                             continue
@@ -905,37 +887,8 @@ class Replay:
                             continue
                         v = oiv.pop(ptr, None)
                         if v is not None:
-                            # BitmapLiveMap.remove, inlined
-                            otag: Any = v[1]
-                            m = otag[5]
-                            if m:  # the object's bits in its chunk (all set: it is live)
-                                c = ptr >> csh
-                                nv = obm[c] ^ m
-                                if nv:
-                                    obm[c] = nv
-                                else:
-                                    del obm[c]
-                            else:
-                                end = v[0]
-                                g0 = ptr >> 3
-                                g1 = ((end - 1) >> 3) + 1
-                                c = g0 >> cb
-                                if (g1 - 1) >> cb == c:
-                                    nv = obm[c] & ~(((1 << (g1 - g0)) - 1) << (g0 & cm))
-                                    if nv:
-                                        obm[c] = nv
-                                    else:
-                                        del obm[c]
-                                else:
-                                    objs.unmark(ptr, end)
-                                if end - ptr > kmax:
-                                    self.last_large.clear()  # a large kmalloc here is new
-                            st = otag[3]
-                            st[1] += 1
-                            fo[ptr] = (lineno, st[4])
-                            if code == kcfree_code and lay.has_name and st[6] != m_t:
-                                st[6] = m_t  # the "name=..." token last seen for this row
-                                self.learn_name(st[4], m_t[5:])
+                            obj_free_live(ptr, v, lineno,
+                                          m_t if code == kcfree_code and lay.has_name else "")
                         else:
                             self.obj_free_rare(ev, ptr, line, k, lineno)
                         continue
@@ -1397,6 +1350,32 @@ class Replay:
             self.last_large.clear()
         if ev == "kmem_cache_free" and len(vals) > 2 and vals[2]:
             self.learn_name(st[4], vals[2])
+
+    def obj_free_live(self, ptr: int, v: tuple[int, Any], lineno: int, name_tok: str) -> None:
+        """The free of a live object that the hot loop took out of the starts: its bits out of
+        the bitmap (the rest of BitmapLiveMap.remove), its statistics row, the free record,
+        and the cache name a kmem_cache_free line carries (``name_tok`` "name=...", or "")."""
+        end, tag = v
+        m = tag[5]
+        objs = self.objects
+        if m:  # the object's bits in its chunk (all set: it is live)
+            obm = objs.raw()[1]
+            c = ptr >> (3 + OBJECT_CHUNK_BITS)
+            nv = obm[c] ^ m
+            if nv:
+                obm[c] = nv
+            else:
+                del obm[c]
+        else:
+            objs.unmark(ptr, end)
+            if end - ptr > KMALLOC_MAX_CACHE_SIZE:
+                self.last_large.clear()  # a large kmalloc here is new
+        st = tag[3]
+        st[1] += 1
+        self.free_objects[ptr] = (lineno, st[4])
+        if name_tok and st[6] != name_tok:
+            st[6] = name_tok  # the "name=..." token last seen for this row
+            self.learn_name(st[4], name_tok[5:].strip())
 
     def obj_free_rare(self, ev: str, ptr: int, line: str, k: int, lineno: int) -> None:
         """A free of something not live: NULL, reordering, an inner pointer, a double free,
