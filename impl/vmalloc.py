@@ -478,6 +478,18 @@ class VmStruct:
         return self.size - (0 if self.flags & VM_NO_GUARD else PAGE_SIZE)
 
 
+def _context_of(pa: PageAllocator, cpu: int, ctx: Context | None) -> Context:
+    """The context a vmalloc or vfree runs in: ``ctx``, or ``cpu``'s current one
+    (PageAllocator.context without its call); BadNodeError for a CPU that does not exist."""
+    if ctx is None:
+        st = pa.ctx.get(cpu)
+        if st is None:
+            pa._check_cpu(cpu)  # raises BadNodeError
+        return st[-1] if st else _PROCESS
+    pa._check_cpu(cpu)
+    return ctx
+
+
 class Vmalloc:
     """vmalloc over one machine's page allocator and init_mm's page tables.
 
@@ -619,13 +631,7 @@ class Vmalloc:
         if node != NUMA_NO_NODE and (type(node) is not int or not 0 <= node < len(pa.nodes)):
             raise BadNodeError(f"vmalloc_node: node {node} is not online "
                                f"(nodes 0..{len(pa.nodes) - 1})")
-        if ctx is None:
-            st = pa.ctx.get(cpu)  # PageAllocator.context(cpu) without the call
-            if st is None:
-                pa._check_cpu(cpu)  # raises BadNodeError
-            ctx = st[-1] if st else _PROCESS
-        else:
-            pa._check_cpu(cpu)
+        ctx = _context_of(pa, cpu, ctx)
         nid = pa.cpu_node[cpu] if node == NUMA_NO_NODE else node
         if size == 0:  # WARN_ON_ONCE(!size), before anything else
             pa.effects.append(Effect("warn", nid, "WARN_ON_ONCE(!size): vmalloc of size 0",
@@ -800,13 +806,7 @@ class Vmalloc:
         held might_sleep() fires. Otherwise the area's PTEs are cleared, its pages freed one
         by one, and the vmap_area parked on the lazy purge list."""
         pa = self.pages
-        if ctx is None:
-            st = pa.ctx.get(cpu)  # PageAllocator.context(cpu) without the call
-            if st is None:
-                pa._check_cpu(cpu)  # raises BadNodeError
-            ctx = st[-1] if st else _PROCESS
-        else:
-            pa._check_cpu(cpu)
+        ctx = _context_of(pa, cpu, ctx)
         if type(addr) is not int:
             raise VfreeError(f"vfree({addr!r}): not an address")
         if ctx is _PREEMPT_DISABLED or ctx is _SPINLOCK:
