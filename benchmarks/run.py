@@ -669,7 +669,8 @@ def bench_trace(console: Console, st: Settings, summary: list[SummaryRow]) -> di
     for n, v in r["lengths"].items():
         summary.append(SummaryRow(
             f"check-trace events/s, {int(n):,} events (wall / CPU)",
-            f"{v['events_per_s_wall']:,.0f} / {v['events_per_s_cpu']:,.0f}, peak RSS "
+            f"{v['events_per_s_wall']:,.0f} / {v['events_per_s_cpu']:,.0f} ({v['ratio_cpu']:.2f} "
+            f"of a bare-bones replay's {v['bare_events_per_s_cpu']:,.0f}), peak RSS "
             f"{v['maxrss_mb']:.0f} MB", f">= {trace.TARGET_EVENTS_PER_S:,}",
             "PASS" if v["events_per_s_cpu"] >= trace.TARGET_EVENTS_PER_S else "MISS"))
     return r

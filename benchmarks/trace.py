@@ -11,6 +11,10 @@
   sys: this sandbox's 2 cores are shared, so wall time is noisy), medians of repetitions.
 * Memory: the child's peak resident set (ru_maxrss) at both lengths: flat when memory
   follows the live objects and not the trace length.
+* A bare-bones baseline run beside it (interleaved, same file, fresh process): a loop that
+  reads the lines, finds each event's name and keeps live page blocks and objects in two
+  dicts by pfn and pointer, with no rule, no format handling and no report. The ratio
+  real/bare says how much of the cost is the checking itself.
 * Start-up: the CPU time of a process that only imports ``cli.main`` (the fixed cost inside
   every figure above; ``kmemspec``'s other subcommands' imports are most of it).
 
@@ -54,6 +58,34 @@ def trace_file(n: int, seed: int = 1) -> Path:
         tmp.replace(p)
     return p
 
+BARE = ("import resource, sys\n"
+        "pages = {}; objs = {}; n = 0\n"
+        "with open(sys.argv[1]) as f:\n"
+        "    for line in f:\n"
+        "        if line[0] == '#': continue\n"
+        "        head, sep, body = line.partition(': ')\n"
+        "        ev, sep2, body = body.partition(': ')\n"
+        "        if not sep2: continue\n"
+        "        n += 1\n"
+        "        kv = dict(t.split('=', 1) for t in body.split() if '=' in t)\n"
+        "        if ev == 'mm_page_alloc': pages[kv['pfn']] = kv['order']\n"
+        "        elif ev == 'mm_page_free': pages.pop(kv['pfn'], None)\n"
+        "        elif ev in ('kmalloc', 'kmem_cache_alloc'): objs[kv['ptr']] = kv['bytes_alloc']\n"
+        "        elif ev in ('kfree', 'kmem_cache_free'): objs.pop(kv['ptr'], None)\n"
+        "print(n)\n")
+
+
+def run_bare(path: Path) -> dict[str, Any]:
+    """One fresh bare-bones replay process (:data:`BARE`) on ``path``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", BARE, str(path)], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"events": int(p.stdout), "wall_s": wall, "cpu_s": cpu}
+
 
 def run_once(path: Path) -> dict[str, Any]:
     """One fresh ``kmemspec check-trace --json`` process on ``path``."""
@@ -90,9 +122,11 @@ def run(quick: bool = False, reps: int = 3) -> dict[str, Any]:
     lengths = QUICK_LENGTHS if quick else LENGTHS
     paths = {n: trace_file(n) for n in lengths}
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in lengths}
+    bare: dict[int, list[dict[str, Any]]] = {n: [] for n in lengths}
     for _ in range(reps):
         for n in lengths:
             runs[n].append(run_once(paths[n]))
+            bare[n].append(run_bare(paths[n]))
     out: dict[str, Any] = {"load_average": os.getloadavg(), "reps": reps, "lengths": {},
                            "startup_cpu_s": startup_cpu_s(reps)}
     for n in lengths:
@@ -108,7 +142,11 @@ def run(quick: bool = False, reps: int = 3) -> dict[str, Any]:
             "maxrss_mb": statistics.median(r["maxrss_mb"] for r in rs),
             "violations": rs[0]["violations"],
             "live_objects": rs[0]["live_objects"],
+            "bare_events_per_s_cpu": statistics.median(b["events"] / b["cpu_s"]
+                                                       for b in bare[n]),
         }
+        v = out["lengths"][str(n)]
+        v["ratio_cpu"] = v["events_per_s_cpu"] / v["bare_events_per_s_cpu"]
     return out
 
 
@@ -126,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{int(n):>9,} events ({v['file_mb']:.0f} MB): {v['events_per_s_wall']:>9,.0f} "
               f"events/s wall ({v['wall_s']:.2f} s), {v['events_per_s_cpu']:>9,.0f} events/s "
               f"CPU ({v['cpu_s']:.2f} s), peak RSS {v['maxrss_mb']:.1f} MB, "
-              f"{v['live_objects']:,} objects live at the end, {v['violations']} violations")
+              f"{v['live_objects']:,} objects live at the end, {v['violations']} violations; "
+              f"bare-bones replay {v['bare_events_per_s_cpu']:,.0f} events/s CPU "
+              f"(ratio {v['ratio_cpu']:.2f})")
     print(f"start-up (a process importing cli.main): {r['startup_cpu_s']:.2f} s CPU, included "
           f"above")
     return 0
