@@ -23,6 +23,12 @@ What it does (see ``../shared/reference/kernel-capture-notes.md`` for why each c
    kernel command line with ``no_hash_pointers`` (real ``ptr=``/``page=`` values).
 4. Split the console log into one file per marker and write a README per configuration.
 
+``--trace-cmd`` records with trace-cmd instead of the tracefs files: Debian's ``trace-cmd``
+package is installed on the host when missing, its binary, the shared libraries ``ldd`` names
+and libtraceevent's plugins are copied into the initramfs, and the guest runs
+``trace-cmd record -e kmem [-e vmalloc]`` around the same workload and prints
+``trace-cmd report`` (section ``trace-cmd-report``; the folder is ``<config>-tracecmd``).
+
 ``host`` copies this machine's own kernel files (whatever ``uname -r`` says) instead.
 """
 
@@ -50,6 +56,11 @@ APT_SOURCES = "".join(
         ("debian", "bookworm-backports"), ("debian", "trixie"),
         ("debian-security", "trixie-security")))
 NEEDS = {"qemu-system-x86_64": "qemu-system-x86", "/bin/busybox": "busybox-static"}
+TRACE_CMD_NEEDS = {"trace-cmd": "trace-cmd"}  # its Depends bring libtraceevent1-plugin
+# where libtraceevent (Debian's libtraceevent1-plugin) loads its plugins from: plugin_kmem
+# prints a call site's symbol before the event text, as a user's trace-cmd report shows it
+TRACEEVENT_PLUGINS = Path("/usr/lib/x86_64-linux-gnu/traceevent/plugins")
+TRACE_CMD_SUFFIX = "-tracecmd"  # fixture folder of a --trace-cmd capture: <config>-tracecmd
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,34 @@ TRACE_FILES = {
     "trace": "/sys/kernel/tracing/trace: events/kmem and events/vmalloc during the workload",
     "trace_workload": "the traced workload script, verbatim",
 }
+TRACE_CMD_FILES = {
+    "kmem_formats": TRACE_FILES["kmem_formats"],
+    "trace_workload": TRACE_FILES["trace_workload"],
+    "trace_cmd_version": "`trace-cmd --version` in the guest (the host's binary, copied)",
+    "trace_cmd_record": "what `trace-cmd record` printed (its per-CPU buffer statistics)",
+    "trace_cmd_stat": "`trace-cmd report --stat`: the kernel ring-buffer statistics "
+                      "trace-cmd saved (overrun, dropped events)",
+    "trace-cmd-report": "`trace-cmd report` of the recorded trace.dat: events/kmem and "
+                        "events/vmalloc during the workload",
+    "trace-cmd-report-l": "`trace-cmd report -l` of the same trace.dat: the latency format "
+                          "(irq/softirq/preempt flags column)",
+    "trace_cmd_report_stderr": "what `trace-cmd report` printed on stderr",
+}
+# what the trace-cmd text shows differently from the kernel's own trace file (seen in
+# tests/fixtures/linux-6.12/1node-2cpu-1g-tracecmd; tracecheck reads both)
+TRACE_CMD_NOTES = (
+    "How `trace-cmd report` text differs from the kernel's `trace` file (what "
+    "`kmemspec check-trace` has to read): the events of all CPUs are merged in timestamp "
+    "order; the prefix is `comm-pid [cpu] timestamp:` with no irq/softirq flags column (`-l` "
+    "prints `comm-pid cpuflags timestamp:`, the comm cut to 8 characters and the CPU glued to "
+    "the flags, tracecmd/trace-read.c); libtraceevent's kmem plugin (plugin_kmem.so) puts "
+    "`(symbol+offset)` before the fields of kmalloc, kfree, kmem_cache_alloc and "
+    "kmem_cache_free; `%p` is glibc's: `ptr=0xffff888...`, and a NULL pointer `ptr=(nil)` "
+    "(kfree(NULL)); `page=` of the mm_page_* events is not the struct page address but a "
+    "constant plus the pfn (libtraceevent does not evaluate the print fmt's `vmemmap_base + "
+    "pfn` as the kernel does), so only `pfn=` is meaningful; dropped events are marked "
+    "`CPU:N [M EVENTS DROPPED]` (none here: see `trace_cmd_stat`).\n\n")
+TRACE_SECTIONS = ("trace", "trace-cmd-report", "trace-cmd-report-l")  # always xz
 
 
 # Sizes read(2) from a sysctl: proc_sys_call_handler() (fs/proc/proc_sysctl.c, 6.1 and 6.12)
@@ -190,8 +229,46 @@ def workload(cfg: Config) -> str:
     )
 
 
-def init_script(cfg: Config) -> str:
-    """The initramfs /init: print every file between markers, then a traced workload."""
+def _tracefs_run() -> list[str]:
+    """Trace the workload through the tracefs files and print the ftrace text."""
+    return [
+        "echo 0 > $T/tracing_on",
+        f"echo {BUFFER_KB} > $T/buffer_size_kb",
+        "echo 0 > $T/options/overwrite",
+        "echo 1 > $T/events/kmem/enable",
+        "[ -d $T/events/vmalloc ] && echo 1 > $T/events/vmalloc/enable",
+        "echo > $T/trace",
+        "dump trace_workload 'cat /workload.sh'",
+        "echo 1 > $T/tracing_on",
+        "sh /workload.sh",
+        "echo 0 > $T/tracing_on",
+        "dump trace_stats 'for c in $T/per_cpu/cpu*; do echo \"==> $c/stats <==\"; "
+        "cat $c/stats; done'",
+        "dump trace 'cat $T/trace'",
+    ]
+
+
+def _trace_cmd_run() -> list[str]:
+    """Record the workload with trace-cmd (the events/vmalloc system only where the kernel has
+    it: ``-e vmalloc`` is an error on 6.1) and print ``trace-cmd report``; stderr of both goes
+    to sections of its own so that nothing but events lands in the report."""
+    return [
+        "EV='-e kmem'; [ -d $T/events/vmalloc ] && EV=\"$EV -e vmalloc\"",
+        "dump trace_cmd_version 'trace-cmd --version 2>&1 | grep -m 1 version'",
+        "dump trace_workload 'cat /workload.sh'",
+        f"trace-cmd record -o /tmp/trace.dat -b {BUFFER_KB} $EV sh /workload.sh "
+        "> /tmp/record.log 2>&1",
+        "dump trace_cmd_record 'cat /tmp/record.log'",
+        "dump trace_cmd_stat 'trace-cmd report --stat -i /tmp/trace.dat 2>&1'",
+        "dump trace-cmd-report 'trace-cmd report -i /tmp/trace.dat 2>/tmp/report.err'",
+        "dump trace-cmd-report-l 'trace-cmd report -l -i /tmp/trace.dat 2>>/tmp/report.err'",
+        "dump trace_cmd_report_stderr 'cat /tmp/report.err'",
+    ]
+
+
+def init_script(cfg: Config, trace_cmd: bool = False) -> str:
+    """The initramfs /init: print every file between markers, then a traced workload (through
+    the tracefs files, or with ``trace-cmd record`` when ``trace_cmd``)."""
     lines = [
         "#!/bin/busybox sh",
         "/bin/busybox --install -s /bin",
@@ -215,20 +292,8 @@ def init_script(cfg: Config) -> str:
         "dump kmem_formats 'for f in $T/events/kmem/*/format $T/events/vmalloc/*/format; do "
         "[ -f $f ] || continue; echo \"==> $f <==\"; cat $f; done'",
         "head -c 4096 /dev/urandom > /dev/null",  # see kernel-capture-notes.md (int3 oops)
-        "echo 0 > $T/tracing_on",
-        f"echo {BUFFER_KB} > $T/buffer_size_kb",
-        "echo 0 > $T/options/overwrite",
-        "echo 1 > $T/events/kmem/enable",
-        "[ -d $T/events/vmalloc ] && echo 1 > $T/events/vmalloc/enable",
-        "echo > $T/trace",
         f"cat > /workload.sh <<'EOF'\n{workload(cfg)}EOF",
-        "dump trace_workload 'cat /workload.sh'",
-        "echo 1 > $T/tracing_on",
-        "sh /workload.sh",
-        "echo 0 > $T/tracing_on",
-        "dump trace_stats 'for c in $T/per_cpu/cpu*; do echo \"==> $c/stats <==\"; "
-        "cat $c/stats; done'",
-        "dump trace 'cat $T/trace'",
+        *(_trace_cmd_run() if trace_cmd else _tracefs_run()),
         "echo '@@KCAP DONE@@'",
         "poweroff -f",
     ]
@@ -246,18 +311,64 @@ def _cpio_entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] =
     return out
 
 
-def build_initramfs(cfg: Config, path: Path) -> None:
-    """A newc archive: directories, /dev/console, busybox and /init (gzip is not needed)."""
+def ldd_paths(binary: Path) -> list[Path]:
+    """The shared libraries ``ldd`` says ``binary`` loads, the dynamic loader included (as
+    the paths the loader looks them up by: ``/lib/x86_64-linux-gnu/libc.so.6``, ...)."""
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True,
+                         check=True).stdout
+    return parse_ldd(out)
+
+
+def parse_ldd(out: str) -> list[Path]:
+    """Paths of ``ldd`` output: ``name => /path (0x...)`` and ``/lib64/ld-linux... (0x...)``
+    lines (the vDSO has no file)."""
+    paths: list[Path] = []
+    for line in out.splitlines():
+        m = re.match(r"^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)", line)
+        if m:
+            paths.append(Path(m.group(1)))
+    return paths
+
+
+def trace_cmd_files() -> dict[str, tuple[bytes, int]]:
+    """Initramfs path -> (content, mode) of the host's trace-cmd: the binary as bin/trace-cmd
+    (PATH=/bin), every library ldd names at the path the loader looks for (symlinks are
+    stored as the files they point to) and libtraceevent's plugins."""
+    exe = shutil.which("trace-cmd")
+    if exe is None:
+        raise SystemExit("trace-cmd is not installed (apt-get install trace-cmd)")
+    files: dict[str, tuple[bytes, int]] = {"bin/trace-cmd": (Path(exe).read_bytes(), 0o755)}
+    libs = ldd_paths(Path(exe))
+    plugins = sorted(TRACEEVENT_PLUGINS.glob("*.so")) if TRACEEVENT_PLUGINS.is_dir() else []
+    for so in plugins:
+        libs += [p for p in ldd_paths(so) if p not in libs]
+    for lib in [*libs, *plugins]:
+        files[str(lib).lstrip("/")] = (lib.resolve().read_bytes(), 0o755)
+    return files
+
+
+def build_initramfs(cfg: Config, path: Path, trace_cmd: bool = False) -> None:
+    """A newc archive: directories, /dev/console, busybox and /init (gzip is not needed), and
+    with ``trace_cmd`` the host's trace-cmd with its libraries and plugins."""
     parts: list[bytes] = []
     ino = 1
-    for d in ("bin", "dev", "proc", "sys", "tmp", "mnt"):
+    extra = trace_cmd_files() if trace_cmd else {}
+    dirs = ["bin", "dev", "proc", "sys", "tmp", "mnt"]
+    for name in extra:
+        parents = Path(name).parents
+        dirs += [str(d) for d in reversed(parents) if str(d) != "." and str(d) not in dirs]
+    for d in dirs:
         parts.append(_cpio_entry(d, stat.S_IFDIR | 0o755, ino=ino))
         ino += 1
     parts.append(_cpio_entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1), ino=ino))
     parts.append(_cpio_entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes(),
                              ino=ino + 1))
-    parts.append(_cpio_entry("init", stat.S_IFREG | 0o755, init_script(cfg).encode(),
-                             ino=ino + 2))
+    parts.append(_cpio_entry("init", stat.S_IFREG | 0o755,
+                             init_script(cfg, trace_cmd).encode(), ino=ino + 2))
+    ino += 3
+    for name, (data, mode) in extra.items():
+        parts.append(_cpio_entry(name, stat.S_IFREG | mode, data, ino=ino))
+        ino += 1
     parts.append(_cpio_entry("TRAILER!!!", 0, ino=0))
     blob = b"".join(parts)
     blob += b"\0" * (-len(blob) % 512)
@@ -265,9 +376,11 @@ def build_initramfs(cfg: Config, path: Path) -> None:
 
 
 # --- kernel ---------------------------------------------------------------------------------
-def ensure_tools(install: bool = True) -> None:
-    """Install qemu-system-x86 and busybox-static with apt when missing (a fresh machine)."""
-    missing = sorted({pkg for path, pkg in NEEDS.items()
+def ensure_tools(install: bool = True, trace_cmd: bool = False) -> None:
+    """Install qemu-system-x86 and busybox-static (and trace-cmd, with ``trace_cmd``) with apt
+    when missing (a fresh machine)."""
+    needs = NEEDS | (TRACE_CMD_NEEDS if trace_cmd else {})
+    missing = sorted({pkg for path, pkg in needs.items()
                       if not (Path(path).exists() if path.startswith("/") else shutil.which(path))})
     if not missing:
         return
@@ -350,11 +463,11 @@ def qemu_command(cfg: Config, kernel: Path, initrd: Path, kaslr: bool = False) -
 
 
 def boot(cfg: Config, kernel: Path, run: Path, timeout: int,
-         kaslr: bool = False) -> tuple[Path, list[str]]:
+         kaslr: bool = False, trace_cmd: bool = False) -> tuple[Path, list[str]]:
     """Run qemu once (nice'd: the machine is shared); the console log is run/console.log."""
     run.mkdir(parents=True, exist_ok=True)
     initrd = run / "initramfs.cpio"
-    build_initramfs(cfg, initrd)
+    build_initramfs(cfg, initrd, trace_cmd)
     cmd = qemu_command(cfg, kernel, initrd, kaslr)
     log = run / "console.log"
     with log.open("wb") as f:
@@ -394,17 +507,20 @@ def event_counts(trace: str) -> dict[str, int]:
 def write_fixtures(cfg: Config, sections: dict[str, str], out: Path, cmd: list[str],
                    package: str, deb_version: str = "",
                    invocation: str = "") -> list[tuple[str, int, str]]:
-    """One file per section (xz above XZ_ABOVE bytes) and README.md; returns the rows."""
-    d = out / cfg.name
+    """One file per section (xz above XZ_ABOVE bytes, a trace always) and README.md, in
+    ``out/<config>`` (``out/<config>-tracecmd`` for a trace-cmd capture); returns the rows."""
+    trace_cmd = "trace-cmd-report" in sections
+    d = out / (cfg.name + (TRACE_CMD_SUFFIX if trace_cmd else ""))
     d.mkdir(parents=True, exist_ok=True)
     for old in d.iterdir():
         old.unlink()
-    about = {k: v[1] for k, v in FILES.items()} | {RECOMPUTED[0]: RECOMPUTED[1]} | TRACE_FILES
+    about = ({k: v[1] for k, v in FILES.items()} | {RECOMPUTED[0]: RECOMPUTED[1]}
+             | (TRACE_CMD_FILES if trace_cmd else TRACE_FILES))
     rows: list[tuple[str, int, str]] = []
     for name, body in sections.items():
         data = body.encode()
         fname = name
-        if len(data) > XZ_ABOVE or (name == "trace" and data):
+        if len(data) > XZ_ABOVE or (name in TRACE_SECTIONS and data):
             data = lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
             fname += ".xz"
         (d / fname).write_bytes(data)
@@ -415,7 +531,7 @@ def write_fixtures(cfg: Config, sections: dict[str, str], out: Path, cmd: list[s
         qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
                               text=True, check=False).stdout.split("\n")[0]
     table = "\n".join(f"| `{n}` | {s} | {a} |" for n, s, a in rows)
-    counts = event_counts(sections.get("trace", ""))
+    counts = event_counts(sections.get("trace-cmd-report" if trace_cmd else "trace", ""))
     events = ", ".join(f"`{k}` {v}" for k, v in counts.items())
     work = sections.get("trace_workload", "")
     deb = f" version `{deb_version}`" if deb_version else ""
@@ -433,7 +549,19 @@ def write_fixtures(cfg: Config, sections: dict[str, str], out: Path, cmd: list[s
         + (f"Traced workload (`trace_workload`, run by busybox sh with `events/kmem` and, where "
            f"the kernel has them, `events/vmalloc` enabled, {BUFFER_KB} KiB ring buffer per CPU, "
            f"overwrite off):\n\n```sh\n{work}```\n\nEvents in `trace`: {events} "
-           f"({sum(counts.values())} in all).\n\n" if work else "")
+           f"({sum(counts.values())} in all).\n\n" if work and not trace_cmd else "")
+        + (f"Traced workload (`trace_workload`), recorded by the host's trace-cmd "
+           f"(`{sections.get('trace_cmd_version', '?').strip().splitlines()[0]}`, Debian "
+           "package `trace-cmd`, copied into the initramfs with the libraries `ldd` names and "
+           "libtraceevent's plugins) and printed by it in the guest:\n\n```sh\n"
+           f"trace-cmd record -o /tmp/trace.dat -b {BUFFER_KB} -e kmem -e vmalloc sh "
+           "/workload.sh > /tmp/record.log 2>&1\n"
+           "trace-cmd report -i /tmp/trace.dat 2>/tmp/report.err\n"
+           "trace-cmd report -l -i /tmp/trace.dat 2>>/tmp/report.err\n```\n\n"
+           "(`-e vmalloc` only where the kernel has `events/vmalloc`.)\n\n"
+           f"```sh\n{work}```\n\nEvents in `trace-cmd-report`: {events} "
+           f"({sum(counts.values())} in all).\n\n" + TRACE_CMD_NOTES
+           if work and trace_cmd else "")
         + "| file | bytes | what |\n|---|---:|---|\n"
         f"{table}\n\n"
         "Files are the exact text the guest printed (the serial console's CRLF turned back into "
@@ -489,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="do not apt-get install qemu-system-x86 / busybox-static when missing")
     p.add_argument("--from-log", action="store_true",
                    help="re-split the saved console log of each config without booting")
+    p.add_argument("--trace-cmd", action="store_true",
+                   help="record with trace-cmd (installed on the host when missing, copied "
+                   "into the initramfs) and print `trace-cmd report`; fixture folder "
+                   "<config>-tracecmd")
     args = p.parse_args(argv)
     kern = KERNELS[args.kernel]
     out: Path = args.out or FIXTURES / f"linux-{kern.version}"
@@ -500,26 +632,28 @@ def main(argv: list[str] | None = None) -> int:
         if name not in CONFIGS:
             p.error(f"unknown config {name!r}")
     if not args.from_log:
-        ensure_tools(install=not args.no_install)
+        ensure_tools(install=not args.no_install, trace_cmd=args.trace_cmd)
     kernel, package, deb_version = fetch_kernel(
         args.work, args.package or kern.package, None if args.package else kern.pattern)
     for name in configs:
         cfg = CONFIGS[name]
-        run = args.work / "runs" / f"linux-{kern.version}" / cfg.name
+        tag = cfg.name + (TRACE_CMD_SUFFIX if args.trace_cmd else "")
+        run = args.work / "runs" / f"linux-{kern.version}" / tag
         log = run / "console.log"
         cmd = qemu_command(cfg, kernel, run / "initramfs.cpio", args.kaslr)
         if not args.from_log:
             print(f"booting {cfg.name}: {shlex.join(cmd)}", flush=True)
-            log, cmd = boot(cfg, kernel, run, args.timeout, args.kaslr)
+            log, cmd = boot(cfg, kernel, run, args.timeout, args.kaslr, args.trace_cmd)
         text = log.read_bytes().decode("utf-8", "replace")
         if "@@KCAP DONE@@" not in text:
             print(f"{cfg.name}: the guest did not finish; see {log}", file=sys.stderr)
             return 1
-        flags = f"--kernel {kern.version}" + (" --kaslr" if args.kaslr else "")
+        flags = (f"--kernel {kern.version}" + (" --kaslr" if args.kaslr else "")
+                 + (" --trace-cmd" if args.trace_cmd else ""))
         rows = write_fixtures(cfg, split_log(text), out, cmd, package, deb_version,
                               f"python tools/capture_kernel.py {flags} {cfg.name}")
         total = sum(s for _, s, _ in rows)
-        print(f"{cfg.name}: {len(rows)} files, {total} bytes in {out / cfg.name}")
+        print(f"{tag}: {len(rows)} files, {total} bytes in {out / tag}")
     return 0
 
 

@@ -1,11 +1,17 @@
-"""Make a faulty copy of a real ftrace kmem trace: one allocator bug, at a known line.
+"""Make a faulty copy of a real kmem trace (ftrace text or ``trace-cmd report``): one allocator
+bug, at a known line.
 
 The trace checker (tracecheck/check.py) must report zero violations on a real kernel's trace
 and catch every bug planted in a copy of it with the right rule at the right line. This module
 plants them by editing or duplicating REAL lines of the trace, keeping everything else about
-the line consistent (``page=`` follows ``pfn=`` through the trace's own vmemmap base; a free is
-edited together with its allocation where the bug needs it), so the copy differs from a real
-trace only by the bug.
+the line consistent (no fault moves a page block, so ``page=`` and ``pfn=`` stay in step; a
+free is edited together with its allocation where the bug needs it), so the copy differs from a
+real trace only by the bug.
+
+The lines may be ftrace's (``task-pid [cpu] flags ts: event: fields``), ``trace-cmd report``'s
+(``task-pid [cpu] ts: event: fields``; libtraceevent's kmem plugin puts ``(call_site+off)``
+before the fields, ``%p`` prints ``0x...`` and a NULL one ``(nil)``) or ``trace-cmd report
+-l``'s (``task-pid cpuflags ts: ...``, the CPU glued to the flags: tracecmd/trace-read.c).
 
 Each fault is placed on an allocation (or free) whose whole life the trace shows: an
 allocation line and the next free of the same pfn / ptr, replayed in file order. Events that
@@ -57,9 +63,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# "task-pid [cpu] flags ts: event: fields" (trace / trace_pipe); trace-cmd report omits flags
-LINE = re.compile(r"^\s*.+?-\d+\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+(?:\S+\s+)?(\d+\.\d+):\s+"
-                  r"(\w+):\s+(.*)$")
+# "task-pid [cpu] flags ts: event: fields" (trace / trace_pipe); trace-cmd report omits flags;
+# trace-cmd report -l prints "task-pid cpuflags ts: ..." ("%8.8s-%-5d %3d" + the latency flags)
+LINE = re.compile(r"^\s*.+?-\d+\s+(?:\(\s*[-\d]+\)\s+)?(?:\[\d+\]\s+(?:\S+\s+)?|\d+\S*\s+)"
+                  r"(\d+\.\d+):\s+(\w+):\s+(.*)$")
 VA_START = re.compile(r"\bva_start: (\d+)")
 STRUCT_PAGE = 64  # sizeof(struct page) on x86-64: page= is vmemmap_base + pfn * 64
 FAULTS: dict[str, str] = {  # fault -> the rule that catches it
@@ -111,7 +118,8 @@ def parse(lines: list[str]) -> list[Event]:
     for i, line in enumerate(lines):
         m = LINE.match(line)
         if m:
-            fields = dict(kv.split("=", 1) for kv in m.group(3).split() if "=" in kv)
+            fields = {k: "0" if v == "(nil)" else v  # trace-cmd prints a NULL %p "(nil)"
+                      for k, v in (kv.split("=", 1) for kv in m.group(3).split() if "=" in kv)}
             if v := VA_START.search(m.group(3)):  # alloc_vmap_area prints "va_start: <decimal>"
                 fields["va_start"] = f"{int(v.group(1)):#x}"
             elif "va_start" in fields:
@@ -278,7 +286,9 @@ def inject(trace: str, kind: str) -> Fault:
         text, lineno = _insert_after(lines, a.index, lines[a.index])
         return Fault(kind, lineno, text, f"object of line {a.index + 1} handed out twice")
     shift = int(a.fields["bytes_alloc"]) // 2 // 8 * 8
-    ptr = f"{int(a.fields['ptr'], 16) + shift:0{len(a.fields['ptr'])}x}"
+    old = a.fields["ptr"]  # ftrace: 16 hex digits; trace-cmd: 0x-prefixed (glibc's %p)
+    new_ptr = int(old, 16) + shift
+    ptr = f"{new_ptr:#x}" if old.startswith("0x") else f"{new_ptr:0{len(old)}x}"
     text, lineno = _insert_after(lines, a.index, set_field(lines[a.index], "ptr", ptr))
     return Fault(kind, lineno, text,
                  f"an object at {ptr}, {shift} bytes into the live object of line {a.index + 1}")

@@ -676,16 +676,31 @@ class Replay:
                 ts = self.ts(ln, ln.find(": "))
                 r.last_ts = ts if r.last_ts is None else max(r.last_ts, ts)
 
-    def _hot_state(self) -> tuple[BitmapLiveMap, dict[int, tuple[int, str]],
-                                  dict[int, tuple[int, object]], dict[int, int], bool, bool,
-                                  dict[int, int], int | None, bool]:
+    def _hot_state(self, started: bool) -> tuple[
+            BitmapLiveMap, dict[int, tuple[int, str]], dict[int, tuple[int, object]],
+            dict[int, int], bool, dict[int, int], int | None, bool, dict[str, int]]:
         """What the hot loop keeps in locals, read again after a method that may replace it
-        (a lost-events reset, the first pointer telling hashed from raw, the base inferred)."""
+        (a lost-events reset, the first pointer telling hashed from raw, the base inferred,
+        a new layout), and the events it reads by a shortcut now (:meth:`_shortcuts`)."""
         objs = self.objects
         oiv, obm = objs.raw()
         return (objs, self.free_objects, oiv, obm, objs.granule_shift == 3,
-                self.recorder is None and self.hashed is False and not self.node_ranges,
-                self.free_pages.bm, self.page_offset, self.voting)
+                self.free_pages.bm, self.page_offset, self.voting, self._shortcuts(started))
+
+    def _shortcuts(self, started: bool) -> dict[str, int]:
+        """Event name -> the loop's shortcut for it: 1 = an allocation whose text may have a
+        memo record (not for hashed pointers, plots, or node= statistics: the methods handle
+        those); 2 / 3 = an object free in a layout whose ptr (2), or ptr then name (3), end
+        the line (8-byte granules, no plots, after the first event)."""
+        out: dict[str, int] = {}
+        if self.recorder is None and self.hashed is False and not self.node_ranges:
+            out.update(dict.fromkeys(ALLOC_EVENTS, 1))
+        if started and self.recorder is None and self.objects.granule_shift == 3:
+            for ev in FREE_EVENTS:
+                lay = self.evmap.get(ev)
+                if lay is not None and lay.ffree:
+                    out[ev] = 1 + lay.ffree
+        return out
 
     def _loop(self, lines: Iterable[str]) -> None:
         events = self.event_counts
@@ -706,8 +721,6 @@ class Replay:
         kmax = KMALLOC_MAX_CACHE_SIZE
         bits = BITS
         amemo = self.alloc_memo
-        alloc_events = ALLOC_EVENTS
-        free_events = FREE_EVENTS
         cb = OBJECT_CHUNK_BITS
         cm = (1 << cb) - 1
         csize = 1 << cb  # granules per chunk
@@ -715,9 +728,9 @@ class Replay:
         fast_ok = self.recorder is None  # plots need every object event: the methods
         # the memo path judges only what it recorded: off when node= names a node (cross-node
         # statistics), and for hashed pointers and plots (the methods handle those)
-        objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
-        obj_alloc_code, kcfree_code, page_shift = _OBJ_ALLOC, _KCFREE, PAGE_SHIFT
         started = bool(self.last_line)
+        objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+        obj_alloc_code, kcfree_code, page_shift = _OBJ_ALLOC, _KCFREE, PAGE_SHIFT
         # rule counts of the hot path, kept in locals and added up at the end
         n_alloc = n_kmalloc = n_in_page = n_base_needed = 0
         line = ""
@@ -730,104 +743,85 @@ class Replay:
                 head, sep, tail = line.partition(": ")
                 if not sep or line[0] == "#":
                     self.special(line, lineno)
-                    objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
+                    objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
                     continue
                 ev, sep, body = tail.partition(": ")
                 if not sep:
                     self.malformed(lineno, f"no event name after the timestamp: {line[:80]!r}")
                     continue
                 mkey: tuple[str, str, str, str] | None = None
-                if amemo_ok and ev in alloc_events:
+                fk = fast.get(ev)
+                if fk == 1:
                     # an allocation line is its ptr plus text that repeats (CPU and irq
                     # flags columns, call site, sizes, gfp flags): what follows from that text
-                    # is computed once (a memo record)
+                    # is computed once (a memo record: see the general path below)
                     before, sep, after = body.partition(" ptr=")
                     ptr_s, sep2, rest = after.partition(" ")
-                    if sep and sep2:
+                    if sep2:
                         mkey = (line[25:37], ev, before, rest)
                         rec = amemo.get(mkey)
                         if rec is not None and not pending:
                             try:
                                 ptr = int(ptr_s, 16)
                             except ValueError:
-                                rec = None
-                            if not ptr:
-                                rec = None  # a failed allocation: the methods count it
-                        else:
-                            rec = None
-                        if rec is not None:
-                            rec[7] += 1  # the event, its row and its rule counts: see finish
-                            (req, alloc, gfp_s, sleeps, st, is_kmalloc, amask, _n, _e,
-                             cpu, gmask, ngran) = rec
-                            if cpu is None:  # not ftrace's fixed columns (trace-cmd report)
-                                cpu, flags = self.cpu_flags(line, len(head))
-                                if sleeps and self.atomic(flags):
-                                    violation("sleep.atomic", lineno, line,
-                                              f"{ev} with {gfp_s} (may sleep: "
-                                              f"__GFP_DIRECT_RECLAIM) in atomic context "
-                                              f"(flags {flags})")
-                            elif sleeps:  # a sleeping mask in the atomic context the key shows
-                                violation("sleep.atomic", lineno, line,
-                                          f"{ev} with {gfp_s} (may sleep: "
-                                          f"__GFP_DIRECT_RECLAIM) in atomic context "
-                                          f"(flags {line[31:36]})")
-                            if is_kmalloc:
-                                if st[7]:
-                                    violation("kmalloc.size_class", lineno, line, st[7])
-                                if ptr & amask:
+                                ptr = 0  # the general code says why
+                            if ptr:  # (0: a failed allocation, counted by the methods)
+                                rec[9] += 1  # the event, its row, its rule counts: fold_memo
+                                (req, alloc, size, st, amask, gmask, lim, cpu, special, _n, _e,
+                                 _k, _s, _g) = rec
+                                if special:  # sleep.atomic, kmalloc.size_class, trace-cmd
+                                    cpu = self.memo_verdicts(rec, line, len(head), lineno)
+                                if ptr & amask:  # kmalloc.align (amask 0: not kmalloc)
                                     violation("kmalloc.align", lineno, line,
                                               f"kmalloc({req}) object {ptr:#x} of {alloc} "
                                               f"bytes is not aligned as kmalloc() guarantees")
-                            if lpa and voting:
-                                lp = lpa.pop(cpu, None)
-                                if lp is not None:
-                                    self.vote_base(ptr, lp, False)
-                                    base, voting = self.page_offset, self.voting
-                            end = ptr + (alloc or 1)
-                            # BitmapLiveMap.add, inlined: an 8-byte aligned object inside one
-                            # chunk sets the record's granule mask shifted to its offset; the
-                            # tag keeps that mask for the free
-                            m = 0
-                            if gmask and not ptr & 7:
+                                if lpa and voting:
+                                    lp = lpa.pop(cpu, None)
+                                    if lp is not None:
+                                        self.vote_base(ptr, lp, False)
+                                        base, voting = self.page_offset, self.voting
+                                end = ptr + size
+                                # BitmapLiveMap.add, inlined: an 8-byte aligned object inside
+                                # one chunk (lim: the last granule offset where it fits, -1:
+                                # never) sets the record's granule mask shifted to its offset;
+                                # the tag keeps that mask for the free
                                 off = (ptr >> 3) & cm
-                                if off + ngran <= csize:
+                                if off <= lim and not ptr & 7:
                                     m = gmask << off
-                            tag = (lineno, req, alloc, st, cpu, m)
-                            if m:
-                                c = ptr >> csh
-                                old = obm.get(c, 0)
-                                if old & m:
-                                    self.obj_conflict(ptr, end, alloc, tag, line, len(head),
-                                                      lineno, cpu)
+                                    tag = (lineno, req, alloc, st, cpu, m)
+                                    c = ptr >> csh
+                                    old = obm.get(c, 0)
+                                    if old & m:
+                                        self.obj_conflict(ptr, end, alloc, tag, line, len(head),
+                                                          lineno, cpu)
+                                    else:
+                                        obm[c] = old | m
+                                        oiv[ptr] = (end, tag)
                                 else:
-                                    obm[c] = old | m
-                                    oiv[ptr] = (end, tag)
-                            elif objs.add(ptr, end, tag) is not None:
-                                self.obj_conflict(ptr, end, alloc, tag, line, len(head), lineno,
-                                                  cpu)
-                            if fo.pop(ptr, None) is not None and pending_keys and \
-                                    ("of", ptr) in pending_keys:
-                                self.obj_alloc_after_refree(ptr, end, tag, line, len(head), cpu)
-                            if base is not None:
-                                n_in_page += 1
-                                if fpbm:
-                                    pfn = (ptr - base) >> page_shift
-                                    pfn2 = (end - 1 - base) >> page_shift
-                                    if fpbm.get(pfn >> 9, 0) & bits[pfn & 511] or (
-                                            pfn2 != pfn and (pfn2 - pfn > 1 or fpbm.get(
-                                                pfn2 >> 9, 0) & bits[pfn2 & 511])):
-                                        self.in_free_page(ptr, end, line, lineno)
-                            else:
-                                n_base_needed += 1
-                            continue
-                elif ev in free_events and g3 and fast_ok and started and not pending:
-                    # kfree / kmem_cache_free: "call_site=X ptr=P" or "... ptr=P name=N" in
-                    # the layout last seen (a line with other tokens takes the general path)
-                    lay = evmap.get(ev)
-                    ff = lay.ffree if lay is not None else 0
-                    before, sep, after = body.partition(" ptr=") if ff else ("", "", "")
+                                    tag = (lineno, req, alloc, st, cpu, 0)
+                                    if objs.add(ptr, end, tag) is not None:
+                                        self.obj_conflict(ptr, end, alloc, tag, line, len(head),
+                                                          lineno, cpu)
+                                if fo.pop(ptr, None) is not None and pending_keys and \
+                                        ("of", ptr) in pending_keys:
+                                    self.obj_alloc_after_refree(ptr, end, tag, line, len(head),
+                                                                cpu)
+                                if base is not None:
+                                    n_in_page += 1
+                                    if fpbm:  # its first page free, or more than one page
+                                        q = (ptr - base) >> page_shift
+                                        if fpbm.get(q >> 9, 0) & bits[q & 511] or \
+                                                (end - 1 - base) >> page_shift != q:
+                                            self.in_free_page(ptr, end, line, lineno)
+                                else:
+                                    n_base_needed += 1
+                                continue
+                elif fk is not None and not pending:
+                    # kfree / kmem_cache_free: "call_site=X ptr=P" (2) or "... ptr=P name=N"
+                    # (3) in the layout last seen (other tokens: the general path)
+                    before, sep, after = body.partition(" ptr=")
                     if sep and " " not in before:
-                        if ff == 1:
+                        if fk == 2:
                             ptr_s = after
                             m_t = ""
                             ok = " " not in after
@@ -842,22 +836,39 @@ class Replay:
                         if ok:
                             events[ev] += 1
                             v = oiv.pop(ptr, None)
-                            if v is not None:
-                                obj_free_live(ptr, v, lineno, m_t if ff == 2 else "")
-                            else:
+                            if v is None:
                                 self.obj_free_rare(ev, ptr, line, len(head), lineno)
+                                continue
+                            tag = v[1]
+                            m = tag[5]
+                            st = tag[3]
+                            if m and st[6] == m_t:
+                                # obj_free_live's common case, inlined: one chunk's bits, the
+                                # row's frees, the free record (and the name seen before)
+                                c = ptr >> csh
+                                nv = obm[c] ^ m
+                                if nv:
+                                    obm[c] = nv
+                                else:
+                                    del obm[c]
+                                st[1] += 1
+                                fo[ptr] = (lineno, st[4])
+                            else:
+                                obj_free_live(ptr, v, lineno, m_t)
                             continue
                 k = len(head)
                 toks = body.split()
                 lay = evmap.get(ev)
                 if lay is None or lay.ntok != len(toks):
                     lay = self.layout_for(ev, toks, line, lineno, k)
+                    fast = self._shortcuts(started)  # the layout of a free may be new
                     if lay is None:
                         continue
                 events[ev] += 1  # the key was made by layout_for
                 if not started:
                     started = True
                     self.first_event(line, k)
+                    fast = self._shortcuts(started)
                 if pending:
                     self.flush_pending(self.ts(line, k))
                 code = lay.code
@@ -877,8 +888,11 @@ class Replay:
                             p_t, m_t = lay.get(toks)
                             ptr = int(p_t[4:], 16)
                     except ValueError:
-                        self.malformed(lineno, f"{ev}: a field is not a number: "
-                                               f"{body[:80]!r}")
+                        if self.nil_retry(ev, line, lineno):  # trace-cmd's "(nil)"
+                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                        else:
+                            self.malformed(lineno, f"{ev}: a field is not a number: "
+                                                   f"{body[:80]!r}")
                         continue
                     if code != obj_alloc_code:
                         if not g3 or (pending_keys and ("o", ptr) in pending_keys):
@@ -895,7 +909,7 @@ class Replay:
                     if not ptr or self.hashed is not False or node_s != "-1":
                         self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, int(node_s), name],
                                        line, k, lineno)
-                        objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
+                        objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
                         continue
                     # cpu and flags: fixed columns of ftrace's "%16s-%-7d [%03d] %s " prefix
                     fixed = k > 36 and line[29] == "]" and line[25] == "[" and \
@@ -908,7 +922,7 @@ class Replay:
                         if not flags:
                             self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, -1, name],
                                            line, k, lineno)
-                            objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
+                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
                             continue
                     g = gfp_memo.get(gfp_s)
                     if g is None:
@@ -917,7 +931,7 @@ class Replay:
                         if req > kmax:
                             self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, -1, name],
                                            line, k, lineno)
-                            objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
+                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
                             continue
                         exp = class_memo.get(req)
                         if exp is None:
@@ -963,11 +977,18 @@ class Replay:
                                      f"size class of {req} bytes is {exp}")
                         # fixed columns: the key holds the CPU and the flags, so the record
                         # holds the sleep.atomic verdict; else the memo path reads the flags
+                        sleeps = bool(a and g[1]) if fixed else g[1]
                         ng = ((alloc or 1) + 7) >> 3  # granules of an 8-byte aligned object
-                        amemo[mkey] = [req, alloc, gfp_s, bool(a and g[1]) if fixed else g[1],
-                                       st, is_k, amask if is_k else 0, 0, ev,
-                                       cpu if fixed else None,
-                                       (1 << ng) - 1 if alloc <= kmax else 0, ng]
+                        gm = (1 << ng) - 1 if alloc <= kmax else 0
+                        # [bytes_req, bytes_alloc, size, statistics row, alignment mask
+                        # (kmalloc), granule mask, last offset it fits at in a chunk, CPU
+                        # (None: not ftrace's fixed columns), anything for memo_verdicts, events
+                        # since the last fold, event, is kmalloc, sleeps (may sleep when the
+                        # CPU is None), gfp_flags]
+                        amemo[mkey] = [req, alloc, alloc or 1, st, amask if is_k else 0, gm,
+                                       csize - ng if gm else -1, cpu if fixed else None,
+                                       not fixed or sleeps or bool(is_k and st[7]), 0, ev, is_k,
+                                       sleeps, gfp_s]
                     st[0] += 1
                     st[2] += req
                     st[3] += alloc
@@ -1017,8 +1038,11 @@ class Replay:
                         else:
                             pv = [int(lay.get(toks)[4:], 16)]
                     except ValueError:
-                        self.malformed(lineno, f"{ev}: a field is not a number: "
-                                               f"{body[:80]!r}")
+                        if self.nil_retry(ev, line, lineno):  # trace-cmd's "(nil)"
+                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                        else:
+                            self.malformed(lineno, f"{ev}: a field is not a number: "
+                                                   f"{body[:80]!r}")
                         continue
                     if fp_kind == 2:
                         self.page_alloc(pv, line, k, lineno)
@@ -1031,8 +1055,11 @@ class Replay:
                     vals = [None if i < 0 else (toks[i][p:] if not b else int(toks[i][p:], b))
                             for i, p, b in lay.fields]
                 except (ValueError, IndexError):
-                    self.malformed(lineno, f"{ev}: a field is not a number: "
-                                           f"{body[:80]!r}")
+                    if self.nil_retry(ev, line, lineno):  # trace-cmd's "(nil)"
+                        objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                    else:
+                        self.malformed(lineno, f"{ev}: a field is not a number: "
+                                               f"{body[:80]!r}")
                     continue
                 if code == _OBJ_ALLOC:
                     self.obj_alloc(ev, vals, line, k, lineno)
@@ -1052,7 +1079,7 @@ class Replay:
                     self.vm_free(vals[0], lineno)  # type: ignore[arg-type]
                 else:
                     self.vm_purge(vals[0], vals[1])  # type: ignore[arg-type]
-                objs, fo, oiv, obm, g3, amemo_ok, fpbm, base, voting = hot_state()
+                objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
         finally:
             self.hot[0] += n_alloc
             self.hot[1] += n_kmalloc
@@ -1061,6 +1088,38 @@ class Replay:
             self.lineno = lineno
             if started:
                 self.last_line = line if line.find(": ") > 0 else self.last_line
+
+    def nil_retry(self, ev: str, line: str, lineno: int) -> bool:
+        """trace-cmd report (libtraceevent) prints a NULL ``%p`` as glibc's ``(nil)`` where the
+        kernel prints 0000000000000000 (kfree(NULL), a failed allocation, a failed
+        mm_page_alloc's page=): replay the line with 0 in its place. False (the caller says
+        malformed) when the line has no ``=(nil)``."""
+        if "=(nil)" not in line:
+            return False
+        self.event_counts[ev] -= 1  # counted again by the replay of the line
+        self.lineno = lineno - 1
+        self._loop((line.replace("=(nil)", "=0"),))
+        return True
+
+    def memo_verdicts(self, rec: list[Any], line: str, k: int, lineno: int) -> str:
+        """The verdicts of a memo record (Replay._loop) beyond its alignment: sleep.atomic
+        (held in the record with ftrace's fixed columns, read from the line's flags
+        otherwise) and kmalloc.size_class; the CPU of the line."""
+        ev, is_k, sleeps, gfp_s = rec[10:14]
+        cpu: str | None = rec[7]
+        if cpu is None:  # not ftrace's fixed columns (trace-cmd report)
+            cpu, flags = self.cpu_flags(line, k)
+            if sleeps and self.atomic(flags):
+                self.violation("sleep.atomic", lineno, line,
+                               f"{ev} with {gfp_s} (may sleep: __GFP_DIRECT_RECLAIM) in atomic "
+                               f"context (flags {flags})")
+        elif sleeps:  # a sleeping mask in the atomic context the key shows
+            self.violation("sleep.atomic", lineno, line,
+                           f"{ev} with {gfp_s} (may sleep: __GFP_DIRECT_RECLAIM) in atomic "
+                           f"context (flags {line[31:36]})")
+        if is_k and rec[3][7]:
+            self.violation("kmalloc.size_class", lineno, line, rec[3][7])
+        return cpu
 
     def layout_for(self, ev: str, toks: list[str], line: str, lineno: int, k: int
                    ) -> _Layout | None:
@@ -1094,7 +1153,12 @@ class Replay:
         b = line.rfind("[", 0, k)
         c = line.find("]", b)
         if b < 0 or c < 0:
-            return "", ""
+            # trace-cmd report -l glues the CPU to the flags: "comm-pid   1d..1.   ts"
+            # (tracecmd/trace-read.c trace_show_data: "%8.8s-%-5d %3d" then the latency)
+            w = line[:k].split()
+            cf = w[-2] if len(w) > 2 else ""
+            n = len(cf) - len(cf.lstrip("0123456789"))
+            return (cf[:n], cf[n:]) if 0 < n < len(cf) else ("", "")
         rest = line[c + 1:k].split()
         return line[b + 1:c], (rest[0] if len(rest) > 1 else "")
 
@@ -1114,7 +1178,8 @@ class Replay:
                 self.report.counters["cpu_buffer_started"] += 1
                 self.forget(lineno, s.strip("# "))
             return
-        if "LOST" in s and "EVENTS" in s:
+        # ftrace "LOST N EVENTS"; trace-cmd report "CPU:1 [N EVENTS DROPPED]" (trace-read.c)
+        if ("LOST" in s or "DROPPED" in s) and "EVENTS" in s:
             n = 0
             for tok in s.replace("[", " ").split():
                 if tok.isdigit():
@@ -1666,17 +1731,17 @@ class Replay:
         r = self.report
         fr = self.fast_rules
         for rec in self.alloc_memo.values():
-            n = rec[7]
+            n = rec[9]
             if n:
-                rec[7] = 0
-                st = rec[4]
+                rec[9] = 0
+                st = rec[3]
                 st[0] += n
                 st[2] += n * rec[0]
                 st[3] += n * rec[1]
-                r.events[rec[8]] += n
+                r.events[rec[10]] += n
                 fr[1] += n  # sleep.atomic
                 fr[2] += n  # object.overlap
-                if rec[5]:
+                if rec[11]:
                     fr[0] += n  # kmalloc.size_class
                     fr[5] += n  # kmalloc.align
 
@@ -1737,6 +1802,10 @@ class Replay:
         elif self.base_needed_objects:
             nc.append(f"object.in_free_page: {self.base_needed_objects} objects allocated "
                       f"before the direct-map base was known were not checked")
+        if not r.rules_checked["sleep.atomic"] and any(
+                r.events[e] for e in ("kmalloc", "kmem_cache_alloc", "mm_page_alloc")):
+            nc.append("sleep.atomic: the trace has no irq/softirq flags column (trace-cmd "
+                      "report prints it with -l)")
         if self.lost_at:
             nc.append("events were lost (ring buffer overrun): live and free state was "
                       "forgotten at " + ", ".join(self.lost_at[:10]) +

@@ -3,12 +3,14 @@ in which base its value is printed.
 
 Two sources of layouts:
 
-* the built-in TP_printk strings of the kernels checked (read from the source of each version:
-  Linux 6.1.192 and 6.12.117 ``include/trace/events/kmem.h`` and 6.12.117
-  ``include/trace/events/vmalloc.h`` read in full; the 6.18 ``name=`` field of
-  ``kmem_cache_alloc`` from the upstream patch "kmem/tracing: add kmem name to
-  kmem_cache_alloc tracepoint"; 6.0 and older ``*_node`` events from
-  ``../shared/reference/linux-mm-facts.md`` §7.3);
+* the built-in TP_printk strings of the kernels checked, read from the source of each version:
+  ``include/trace/events/kmem.h`` of Linux 6.1.192 and 6.12.117 (Debian's linux-source),
+  6.6.47 (the same file as 6.2.1's) and 6.18 (v6.18.0: ``kmem_cache_alloc`` prints ``name=``
+  after ``ptr=``); ``include/trace/events/vmalloc.h``, first in 6.2 (6.1 has none) and the
+  same file in 6.2.1, 6.6.47, 6.12.117 and 6.18.0. The eleven allocator events print the same
+  text in 6.1, 6.6 and 6.12; tests/test_trace_formats_versions.py holds every version's
+  strings and checks this table against them. 6.0 and older ``*_node`` events come from
+  ``../shared/reference/linux-mm-facts.md`` §7.3 (no source read);
 * the ``format`` files of a running kernel (``/sys/kernel/tracing/events/kmem/*/format``, a
   directory of them, or the single concatenated file the capture tool writes): their
   ``print fmt`` gives the printed keys in order, so a kernel that adds or reorders fields
@@ -69,6 +71,30 @@ BUILTIN: dict[str, tuple[tuple[str, str], ...]] = {
     "free_vmap_area_noflush": (("6.2", "va_start=0x%lx nr_lazy=%lu nr_lazy_max=%lu"),),
     "purge_vmap_area_lazy": (("6.2", "start=0x%lx end=0x%lx num_purged=%u"),),
 }
+
+# Events a kernel no longer has, by the last kernel that had them: 6.1 folded the *_node
+# events into kmalloc / kmem_cache_alloc, which print node= (include/trace/events/kmem.h).
+UNTIL: dict[str, str] = {"kmalloc_node": "6.0", "kmem_cache_alloc_node": "6.0"}
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def builtin_formats(version: str) -> dict[str, str]:
+    """The print format of every built-in event as Linux ``version`` ("6.6") prints it, by
+    this table: the newest variant whose first kernel is not after ``version``; events the
+    kernel does not have (before their first or after their UNTIL kernel) are left out."""
+    v = _version(version)
+    out: dict[str, str] = {}
+    for ev, variants in BUILTIN.items():
+        if ev in UNTIL and v > _version(UNTIL[ev]):
+            continue
+        fmt = next((f for first, f in variants if _version(first) <= v), None)
+        if fmt is not None:
+            out[ev] = fmt
+    return out
+
 
 # Fields printed in hex without a 0x prefix (%p): everything else is decimal unless the
 # value itself starts with 0x.
