@@ -1,7 +1,9 @@
 """The trace checker's shortcuts (tracecheck/check.py: the allocation memo, object frees read
-without splitting, page events parsed by fixed prefixes) judge exactly as the general code:
-every fault is still caught at its line when the same allocation text repeats, when frees and
-page events take the shortcuts, in trace-cmd's columns and across per-CPU files."""
+without splitting, page allocations and frees applied in place, free records kept across an
+object's next life) judge exactly as the general code: every fault is still caught at its line
+when the same allocation text repeats, when frees and page events take the shortcuts, in
+trace-cmd's columns and across per-CPU files; and the same trace checked with every shortcut
+off (plotting turns them off) gives the same violations."""
 
 from __future__ import annotations
 
@@ -145,3 +147,97 @@ def test_per_cpu_files_with_repeated_text_count_every_event(tmp_path: Path) -> N
     assert r.events["kmalloc"] == 7 and r.caches["kmalloc-64"].allocs == 7
     assert [(v.rule, v.source.endswith("cpu1"), v.lineno) for v in r.violations] == [
         ("object.overlap", True, 4)]
+
+
+def general(t: T, **kw: object) -> list[tuple[str, int]]:
+    """The violations of the general code alone: plotting turns every shortcut off."""
+    from tracecheck.plot import Recorder
+
+    return rules(t.check(recorder=Recorder(), **kw))
+
+
+def twice(t: T, line: str, old: int, new: int) -> int:
+    """The line once at a harmless address (``old``), then at ``new``: the second is a memo
+    hit (the same text apart from its ptr)."""
+    t.add(line.replace(f"ptr={old:016x}", f"ptr={old + 0x100000:016x}"))
+    return t.add(line.replace(f"ptr={old:016x}", f"ptr={new:016x}"))
+
+
+def test_objects_in_free_pages_on_the_memo_and_page_shortcuts() -> None:
+    """object.in_free_page on memo hits: the object's page free, its second page free, an
+    object over three pages; a page freed inline forgets the objects left in it."""
+    t = T()
+    for pfn in (0x10, 0x11, 0x20, 0x30, 0x31, 0x32):
+        t.add(emit.mm_page_alloc(pfn, 0, 0xCC0))
+    for pfn in (0x110, 0x111, 0x120, 0x130, 0x131, 0x132):  # where the warm-up objects go
+        t.add(emit.mm_page_alloc(pfn, 0, 0xCC0))
+    for off in (0, 64):
+        t.add(emit.kmalloc(SITE, va(0x11, off), 64, 64, 0xCC0))
+    t.add(emit.mm_page_free(0x11, 0))  # inline page free: both objects forgotten
+    late = t.add(emit.kfree(SITE, va(0x11)))  # unknown now, not a double free
+    line = emit.kmalloc(SITE, va(0x11, 128), 64, 64, 0xCC0)
+    in_free = twice(t, line, va(0x11, 128), va(0x11, 128))
+    t.add(emit.mm_page_free(0x21, 0))  # never allocated: unknown, but free from now on
+    line = emit.kmem_cache_alloc(SITE, va(0x20, 4096 - 64), 128, 128, 0xCC0)
+    second_page = twice(t, line, va(0x20, 4096 - 64), va(0x20, 4096 - 64))
+    t.add(emit.mm_page_free(0x32, 0))
+    line = emit.kmem_cache_alloc(SITE, va(0x30, 64), 8000, 8192, 0xCC0)
+    third_page = twice(t, line, va(0x30, 64), va(0x30, 64))
+    ok = twice(t, emit.kmalloc(SITE, va(0x10), 64, 64, 0xCC0), va(0x10), va(0x10))
+    r = t.check(page_offset=BASE)
+    assert rules(r) == [("object.in_free_page", in_free), ("object.in_free_page", second_page),
+                        ("object.in_free_page", third_page)]
+    assert ok > third_page > late
+    assert r.counters["objects_in_freed_pages"] == 2 and r.counters["unknown_object_frees"] == 1
+    assert rules(r) == general(t, page_offset=BASE)
+
+
+def test_free_records_of_objects_that_went_without_a_free() -> None:
+    """An allocation keeps its address's old free record (free_objects): a double free is
+    still found at its line, naming the right earlier free; an object that went without a
+    free (overlapped, or its page freed) is no double free when its free comes."""
+    t = T()
+    p, q = va(0x40), va(0x41)
+    t.add(emit.mm_page_alloc(0x41, 0, 0xCC0))
+    line = emit.kmalloc(SITE, p, 64, 64, 0xCC0)
+    t.add(line)
+    t.add(emit.kfree(SITE, p))
+    t.add(line)  # a memo hit: the free record of line 2 stays
+    last_free = t.add(emit.kfree(SITE, p))
+    double = t.add(emit.kfree(SITE, p))
+    t.add(line)
+    overlap = t.add(emit.kmem_cache_alloc(SITE, p + 32, 64, 64, 0xCC0))  # p's object goes
+    gone = t.add(emit.kfree(SITE, p))  # not live, but no double free: unknown
+    t.add(emit.kmalloc(SITE, q, 64, 64, 0xCC0))
+    t.add(emit.kfree(SITE, q))
+    t.add(emit.kmalloc(SITE, q, 64, 64, 0xCC0))
+    t.add(emit.mm_page_free(0x41, 0))  # takes the object at q with it
+    page_gone = t.add(emit.kfree(SITE, q))
+    r = t.check(page_offset=BASE, strict=True)
+    assert rules(r) == [("object.double_free", double), ("object.overlap", overlap)]
+    assert f"already freed at line {last_free} " in r.violations[0].message
+    assert page_gone > gone and r.counters["unknown_object_frees"] == 2
+    assert rules(r) == general(t, page_offset=BASE, strict=True)
+
+
+def test_page_shortcuts_hand_every_unusual_page_event_to_the_methods() -> None:
+    """Atomic context, a block over one bitmap chunk, a block allocated again after its free,
+    a batched free of a live page: each judged as the general code judges it."""
+    t = T()
+    t.add(emit.mm_page_alloc(0x1000, 0, 0xCC0))  # the first event (general code)
+    atomic = t.add(emit.mm_page_alloc(0x1001, 0, 0xCC0), flags="..s1.")
+    t.add(emit.mm_page_alloc(0x1400, 10, 0xCC0))  # 1024 pages: two chunks of 512
+    t.add(emit.mm_page_free(0x1400, 10))
+    t.add(emit.mm_page_alloc(0x1400, 3, 0xCC0))  # no longer free
+    t.add(emit.kmalloc(SITE, va(0x1400), 64, 64, 0xCC0))
+    t.add(emit.mm_page_free_batched(0x1001))  # live: an order-0 free
+    again = t.add(emit.mm_page_free(0x1001, 0))  # order 0 again: counted, not judged
+    t.add(emit.mm_page_alloc(0x1800, 1, 0xCC0))
+    t.add(emit.mm_page_free(0x1800, 1))
+    twice_freed = t.add(emit.mm_page_free(0x1800, 1))
+    r = t.check(page_offset=BASE)
+    assert rules(r) == [("sleep.atomic", atomic), ("page.double_free", twice_freed)]
+    assert again < twice_freed and r.counters["order0_refree"] == 1
+    assert r.page_orders == {0: 2, 10: 1, 3: 1, 1: 1} and r.live_pages == 1 + 8
+    assert rules(r) == general(t, page_offset=BASE)
+    assert r.as_json() == t.check(page_offset=BASE).as_json()

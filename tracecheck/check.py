@@ -160,6 +160,16 @@ STR_FIELDS = frozenset({"gfp_flags", "call_site", "name"})
 # the bases of the NEEDED fields of the page events the loop parses without the general code
 PAGE_FAST_BASES: dict[int, tuple[int, ...]] = {
     _PG_FREE: (16, 10), _PG_ALLOC: (16, 10, 10, 0, 16), _PG_BATCH: (16,)}
+# page events the loop reads by a shortcut, in the layout of every kernel since 4.x
+# (include/trace/events/kmem.h): kind, tokens, (token index, prefix length, base) per NEEDED field
+PAGE_SHORTCUTS: dict[str, tuple[int, int, tuple[tuple[int, int, int], ...]]] = {
+    "mm_page_free": (5, 3, ((1, 4, 16), (2, 6, 10))),
+    "mm_page_alloc": (6, 5, ((1, 4, 16), (2, 6, 10), (3, 12, 10), (4, 10, 0), (0, 5, 16))),
+    "mm_page_free_batched": (7, 3, ((1, 4, 16),)),  # "page=%p pfn=0x%lx order=0"
+}
+PAGE_MASKS = tuple((1 << (1 << o)) - 1 for o in range(10))  # the pfn bits of a block of order o
+# the 8-byte granule bits of a block of order 0-2 (the orders that fit one object chunk)
+PAGE_GRANULE_MASKS = tuple((1 << ((PAGE_SIZE >> 3) << o)) - 1 for o in range(3))
 ATOMIC_IRQ = frozenset("dDb")  # irqs off, irqs and BH off, BH off (kernel/trace/trace_output.c)
 ATOMIC_CTX = frozenset("hHszZ")  # hardirq, hardirq in softirq, softirq, NMI
 
@@ -463,7 +473,13 @@ class Replay:
         self.pages = BitmapLiveMap(0)  # live page blocks: pfn ranges
         self.free_pages = PfnSet()     # pfns shown freed, not reallocated since
         self.objects = BitmapLiveMap(3, OBJECT_CHUNK_BITS)  # live objects: 8-byte granules
-        self.free_objects: dict[int, tuple[int, str]] = {}  # freed objects: line, cache
+        # freed objects: the line of the free, negated for an object of a kmem_cache (not a
+        # kmalloc cache: see obj_free_rare), an int rather than a tuple (one per free). An
+        # allocation leaves its address's entry in place (a dict delete per allocation costs
+        # more than the rest of its checks): the entry of a live object is that of its
+        # previous life, read only once the object is gone, and every path that makes an
+        # object go without a free event drops it (forget_object)
+        self.free_objects: dict[int, int] = {}
         self.vmap = LiveMap()         # live vmap areas
         self.vmap_lazy = LiveMap()    # freed lazily, not yet purged
         self.hashed: bool | None = None
@@ -642,16 +658,20 @@ class Replay:
     def run(self, lines: Iterable[str], source: str, first_lineno: int = 1) -> None:
         """Replay the lines of one source (or of merged sources: see :func:`check_trace`).
 
-        The hot path (kmalloc, kmem_cache_alloc, kfree, kmem_cache_free in a known layout) is
-        inlined here with local variables: about 3 us per event is the whole budget. Three
-        shortcuts: an allocation whose text (all but its ptr) was seen before takes its memo
-        record (rule verdicts, statistics row, granule mask; its counts are added up once, in
-        fold_memo); an object free whose ptr (and name) end the line is read without
-        splitting it; page events are parsed by their fixed prefixes. Anything unusual (a
-        conflict, a pending reorder, a layout without some field, a line that does not match)
-        goes to the general code and the methods below, which hold the complete rules. An
-        exception from the stream (a truncated compressed file) ends the loop; what was read
-        is accounted first."""
+        The hot path (kmalloc, kmem_cache_alloc, kfree, kmem_cache_free, mm_page_alloc,
+        mm_page_free, mm_page_free_batched in a known layout) is inlined in :meth:`_loop` with
+        local variables: about 3 us per event is the whole budget. The shortcuts, chosen per
+        event name by :meth:`_shortcuts`: an allocation whose text (all but its ptr) was seen
+        before takes its memo record (rule verdicts, statistics row, granule mask; its counts
+        are added up once, in fold_memo); an object free whose ptr (and name) end the line is
+        read without splitting it, and a live object's bits, row and free record are updated
+        in place; a page allocation that breaks no rule and the free of a live block of its
+        own order (at most 512 pages) update the page maps in place; a batched free of a page
+        already free is counted. Anything unusual (a conflict, a pending reorder, a layout
+        without some field, a line that does not match, a rule broken) goes to the general
+        code and the methods below, which hold the complete rules. An exception from the
+        stream (a truncated compressed file) ends the loop; what was read is accounted
+        first."""
         self.cur_source = source
         self.lineno = first_lineno - 1
         try:
@@ -677,15 +697,18 @@ class Replay:
                 r.last_ts = ts if r.last_ts is None else max(r.last_ts, ts)
 
     def _hot_state(self, started: bool) -> tuple[
-            BitmapLiveMap, dict[int, tuple[int, str]], dict[int, tuple[int, object]],
-            dict[int, int], bool, dict[int, int], int | None, bool, dict[str, int]]:
+            BitmapLiveMap, dict[int, int], dict[int, tuple[int, object]],
+            dict[int, int], bool, dict[int, int], int | None, bool, dict[str, int],
+            dict[int, tuple[int, object]], dict[int, int], dict[int, int]]:
         """What the hot loop keeps in locals, read again after a method that may replace it
         (a lost-events reset, the first pointer telling hashed from raw, the base inferred,
         a new layout), and the events it reads by a shortcut now (:meth:`_shortcuts`)."""
         objs = self.objects
         oiv, obm = objs.raw()
+        piv, pbm = self.pages.raw()
         return (objs, self.free_objects, oiv, obm, objs.granule_shift == 3,
-                self.free_pages.bm, self.page_offset, self.voting, self._shortcuts(started))
+                self.free_pages.bm, self.page_offset, self.voting, self._shortcuts(started),
+                piv, pbm, self.free_pages.lines)
 
     def _shortcuts(self, started: bool) -> dict[str, int]:
         """Event name -> the loop's shortcut for it: 1 = an allocation whose text may have a
@@ -700,6 +723,11 @@ class Replay:
                 lay = self.evmap.get(ev)
                 if lay is not None and lay.ffree:
                     out[ev] = 1 + lay.ffree
+        if started and self.recorder is None:
+            for ev, (kind, ntok, fields) in PAGE_SHORTCUTS.items():
+                lay = self.evmap.get(ev)
+                if lay is not None and lay.ntok == ntok and lay.fields == fields:
+                    out[ev] = kind
         return out
 
     def _loop(self, lines: Iterable[str]) -> None:
@@ -729,10 +757,16 @@ class Replay:
         # the memo path judges only what it recorded: off when node= names a node (cross-node
         # statistics), and for hashed pointers and plots (the methods handle those)
         started = bool(self.last_line)
-        objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+        objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+            hot_state(started)
         obj_alloc_code, kcfree_code, page_shift = _OBJ_ALLOC, _KCFREE, PAGE_SHIFT
         # rule counts of the hot path, kept in locals and added up at the end
         n_alloc = n_kmalloc = n_in_page = n_base_needed = 0
+        n_palloc = n_pfree = n_batched = 0  # page shortcuts: allocations, frees, batched
+        po = self.page_order_counts
+        psz, psz1, psz2 = PAGE_SIZE, PAGE_SIZE - 1, 2 * PAGE_SIZE
+        pmasks = PAGE_MASKS
+        pgmasks = PAGE_GRANULE_MASKS
         line = ""
         try:
             for line in lines:
@@ -743,13 +777,13 @@ class Replay:
                 head, sep, tail = line.partition(": ")
                 if not sep or line[0] == "#":
                     self.special(line, lineno)
-                    objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                    objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                        hot_state(started)
                     continue
                 ev, sep, body = tail.partition(": ")
                 if not sep:
                     self.malformed(lineno, f"no event name after the timestamp: {line[:80]!r}")
                     continue
-                mkey: tuple[str, str, str, str] | None = None
                 fk = fast.get(ev)
                 if fk == 1:
                     # an allocation line is its ptr plus text that repeats (CPU and irq
@@ -771,11 +805,11 @@ class Replay:
                                  _k, _s, _g) = rec
                                 if special:  # sleep.atomic, kmalloc.size_class, trace-cmd
                                     cpu = self.memo_verdicts(rec, line, len(head), lineno)
-                                if ptr & amask:  # kmalloc.align (amask 0: not kmalloc)
+                                if amask and ptr & amask:  # kmalloc.align (0: kmem_cache)
                                     violation("kmalloc.align", lineno, line,
                                               f"kmalloc({req}) object {ptr:#x} of {alloc} "
                                               f"bytes is not aligned as kmalloc() guarantees")
-                                if lpa and voting:
+                                if voting and lpa:
                                     lp = lpa.pop(cpu, None)
                                     if lp is not None:
                                         self.vote_base(ptr, lp, False)
@@ -785,11 +819,12 @@ class Replay:
                                 # one chunk (lim: the last granule offset where it fits, -1:
                                 # never) sets the record's granule mask shifted to its offset;
                                 # the tag keeps that mask for the free
-                                off = (ptr >> 3) & cm
+                                gr = ptr >> 3
+                                off = gr & cm
                                 if off <= lim and not ptr & 7:
                                     m = gmask << off
                                     tag = (lineno, req, alloc, st, cpu, m)
-                                    c = ptr >> csh
+                                    c = gr >> cb
                                     old = obm.get(c, 0)
                                     if old & m:
                                         self.obj_conflict(ptr, end, alloc, tag, line, len(head),
@@ -802,46 +837,50 @@ class Replay:
                                     if objs.add(ptr, end, tag) is not None:
                                         self.obj_conflict(ptr, end, alloc, tag, line, len(head),
                                                           lineno, cpu)
-                                if fo.pop(ptr, None) is not None and pending_keys and \
-                                        ("of", ptr) in pending_keys:
+                                if pending_keys and ("of", ptr) in pending_keys and \
+                                        fo.pop(ptr, None) is not None:
                                     self.obj_alloc_after_refree(ptr, end, tag, line, len(head),
                                                                 cpu)
                                 if base is not None:
                                     n_in_page += 1
-                                    if fpbm:  # its first page free, or more than one page
-                                        q = (ptr - base) >> page_shift
-                                        if fpbm.get(q >> 9, 0) & bits[q & 511] or \
-                                                (end - 1 - base) >> page_shift != q:
+                                    if fpbm:  # is its page (or one of its pages) free?
+                                        d = ptr - base
+                                        q = d >> page_shift
+                                        o = (d & psz1) + size  # > PAGE_SIZE: a second page
+                                        if fpbm.get(q >> 9, 0) & bits[q & 511] or (
+                                                o > psz and (o > psz2 or fpbm.get(
+                                                    (q + 1) >> 9, 0) & bits[(q + 1) & 511])):
                                             self.in_free_page(ptr, end, line, lineno)
                                 else:
                                     n_base_needed += 1
                                 continue
-                elif fk is not None and not pending:
+                elif fk is None or pending:
+                    pass  # the general path
+                elif fk < 4:
                     # kfree / kmem_cache_free: "call_site=X ptr=P" (2) or "... ptr=P name=N"
                     # (3) in the layout last seen (other tokens: the general path)
-                    before, sep, after = body.partition(" ptr=")
-                    if sep and " " not in before:
-                        if fk == 2:
-                            ptr_s = after
-                            m_t = ""
-                            ok = " " not in after
+                    if fk == 2:
+                        before, sep, ptr_s = body.partition(" ptr=")
+                        m_t = ""
+                        ok = " " not in ptr_s
+                    else:
+                        before, sep, after = body.partition(" ptr=")
+                        ptr_s, sep2, m_t = after.partition(" ")
+                        ok = bool(sep2) and " " not in m_t
+                    if ok and sep and " " not in before:
+                        try:
+                            ptr = int(ptr_s, 16)
+                        except ValueError:
+                            pass  # the general path says why
                         else:
-                            ptr_s, sep2, m_t = after.partition(" ")
-                            ok = bool(sep2) and " " not in m_t
-                        if ok:
-                            try:
-                                ptr = int(ptr_s, 16)
-                            except ValueError:
-                                ok = False
-                        if ok:
                             events[ev] += 1
                             v = oiv.pop(ptr, None)
                             if v is None:
                                 self.obj_free_rare(ev, ptr, line, len(head), lineno)
                                 continue
-                            tag = v[1]
-                            m = tag[5]
-                            st = tag[3]
+                            ftag: Any = v[1]
+                            m = ftag[5]
+                            st = ftag[3]
                             if m and st[6] == m_t:
                                 # obj_free_live's common case, inlined: one chunk's bits, the
                                 # row's frees, the free record (and the name seen before)
@@ -852,9 +891,109 @@ class Replay:
                                 else:
                                     del obm[c]
                                 st[1] += 1
-                                fo[ptr] = (lineno, st[4])
+                                fo[ptr] = lineno * st[8]
                             else:
                                 obj_free_live(ptr, v, lineno, m_t)
+                            continue
+                elif fk == 5:
+                    # mm_page_free "page=P pfn=N order=O" of the live, aligned block allocated
+                    # at pfn with that order (at most 512 pages: one chunk): page_free and
+                    # add_free, inlined; anything else: the methods
+                    toks = body.split()
+                    if len(toks) == 3:
+                        try:
+                            pfn = int(toks[1][4:], 16)
+                            order = int(toks[2][6:])
+                        except ValueError:
+                            order = -1
+                        if 0 <= order <= 9:
+                            n = 1 << order
+                            end = pfn + n
+                            lv = piv.get(pfn)
+                            if lv is not None and lv[0] == end and not pfn & (n - 1):
+                                events[ev] += 1
+                                n_pfree += 1
+                                del piv[pfn]  # BitmapLiveMap.remove
+                                c = pfn >> 9
+                                pm = pmasks[order] << (pfn & 511)
+                                nv = pbm[c] & ~pm
+                                if nv:
+                                    pbm[c] = nv
+                                else:
+                                    del pbm[c]
+                                fpbm[c] = fpbm.get(c, 0) | pm  # PfnSet.add
+                                fpl[pfn] = lineno
+                                if base is not None and g3 and oiv:  # objects left in it?
+                                    g0 = (base + (pfn << page_shift)) >> 3
+                                    if (g0 & cm) + (n << 9) <= csize:
+                                        if obm.get(g0 >> cb, 0) & pgmasks[order] << (g0 & cm):
+                                            self.objects_freed_with(pfn, end)
+                                    else:
+                                        self.objects_freed_with(pfn, end)
+                                continue
+                elif fk == 6:
+                    # mm_page_alloc "page=P pfn=N order=O migratetype=M gfp_flags=G" in
+                    # ftrace's fixed columns, of an aligned block of at most 512 pages that
+                    # breaks no rule: page_alloc, inlined; anything else: page_alloc
+                    toks = body.split()
+                    if len(toks) == 5 and len(head) > 36 and line[29] == "]" and \
+                            line[25] == "[" and line[36] == " " and line[31] != " ":
+                        try:
+                            pfn = int(toks[1][4:], 16)
+                            order = int(toks[2][6:])
+                            mt = int(toks[3][12:])
+                            int(toks[0][5:], 16)  # page= (the general path reads it too)
+                        except ValueError:
+                            pfn = 0
+                        if pfn and 0 <= order <= 9 and not pfn & ((1 << order) - 1):
+                            gfp_s = toks[4][10:]
+                            g = gfp_memo.get(gfp_s)
+                            if g is None:
+                                g = self.gfp_entry(gfp_s)
+                            flags = line[31:36]
+                            a = atomic_memo.get(flags)
+                            if a is None:
+                                a = self.atomic(flags)
+                            if mt == g[2] and not (a and g[1]):
+                                events[ev] += 1
+                                n_palloc += 1
+                                po[order] = po.get(order, 0) + 1
+                                cpu = line[26:29]
+                                c = pfn >> 9
+                                pm = pmasks[order] << (pfn & 511)
+                                if fpbm:  # PfnSet.discard: no longer free
+                                    fv = fpbm.get(c)
+                                    if fv is not None:
+                                        nv = fv & ~pm
+                                        if nv:
+                                            fpbm[c] = nv
+                                        else:
+                                            del fpbm[c]
+                                    fpl.pop(pfn, None)
+                                ptag = (lineno, order, cpu)
+                                old = pbm.get(c, 0)  # BitmapLiveMap.add
+                                if old & pm:
+                                    self.page_overlap(pfn, order, ptag, line, len(head), lineno)
+                                else:
+                                    pbm[c] = old | pm
+                                    piv[pfn] = (pfn + (1 << order), ptag)
+                                lpa[cpu] = (pfn, order, lineno, g[0])
+                                continue
+                else:
+                    # mm_page_free_batched "page=P pfn=N order=0" of a page the trace shows
+                    # free: the same free again (page_batched); anything else: page_batched
+                    toks = body.split()
+                    if len(toks) == 3:
+                        try:
+                            pfn = int(toks[1][4:], 16)
+                        except ValueError:
+                            pfn = -1
+                        if pfn >= 0:
+                            events[ev] += 1
+                            if fpbm.get(pfn >> 9, 0) & bits[pfn & 511]:
+                                n_batched += 1
+                            else:
+                                self.page_batched(pfn, line, len(head), lineno)
                             continue
                 k = len(head)
                 toks = body.split()
@@ -889,7 +1028,8 @@ class Replay:
                             ptr = int(p_t[4:], 16)
                     except ValueError:
                         if self.nil_retry(ev, line, lineno):  # trace-cmd's "(nil)"
-                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                                hot_state(started)
                         else:
                             self.malformed(lineno, f"{ev}: a field is not a number: "
                                                    f"{body[:80]!r}")
@@ -909,7 +1049,8 @@ class Replay:
                     if not ptr or self.hashed is not False or node_s != "-1":
                         self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, int(node_s), name],
                                        line, k, lineno)
-                        objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                        objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                            hot_state(started)
                         continue
                     # cpu and flags: fixed columns of ftrace's "%16s-%-7d [%03d] %s " prefix
                     fixed = k > 36 and line[29] == "]" and line[25] == "[" and \
@@ -922,7 +1063,8 @@ class Replay:
                         if not flags:
                             self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, -1, name],
                                            line, k, lineno)
-                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                                hot_state(started)
                             continue
                     g = gfp_memo.get(gfp_s)
                     if g is None:
@@ -931,7 +1073,8 @@ class Replay:
                         if req > kmax:
                             self.obj_alloc(ev, [ptr, req, alloc, gfp_s, site, -1, name],
                                            line, k, lineno)
-                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                                hot_state(started)
                             continue
                         exp = class_memo.get(req)
                         if exp is None:
@@ -970,7 +1113,7 @@ class Replay:
                     st = stats.get(sk)
                     if st is None:
                         st = stats[sk] = self.new_stats(key, req, alloc, site)
-                    if mkey is not None and len(amemo) < MEMO_MAX and mkey not in amemo:
+                    if fk == 1 and sep2 and len(amemo) < MEMO_MAX and mkey not in amemo:
                         is_k = ev[1] == "m" and ev[2] == "a"
                         if is_k and alloc != exp and not st[7]:
                             st[7] = (f"kmalloc({req}) reports bytes_alloc={alloc}, but the "
@@ -1008,8 +1151,8 @@ class Replay:
                             oiv[ptr] = (end, tag)
                     elif objs.add(ptr, end, tag) is not None:
                         self.obj_conflict(ptr, end, alloc, tag, line, k, lineno, cpu)
-                    if fo.pop(ptr, None) is not None and pending_keys and \
-                            ("of", ptr) in pending_keys:
+                    if pending_keys and ("of", ptr) in pending_keys and \
+                            fo.pop(ptr, None) is not None:
                         self.obj_alloc_after_refree(ptr, end, tag, line, k, cpu)
                     if base is not None:
                         n_in_page += 1
@@ -1039,7 +1182,8 @@ class Replay:
                             pv = [int(lay.get(toks)[4:], 16)]
                     except ValueError:
                         if self.nil_retry(ev, line, lineno):  # trace-cmd's "(nil)"
-                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                            objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                                hot_state(started)
                         else:
                             self.malformed(lineno, f"{ev}: a field is not a number: "
                                                    f"{body[:80]!r}")
@@ -1056,7 +1200,8 @@ class Replay:
                             for i, p, b in lay.fields]
                 except (ValueError, IndexError):
                     if self.nil_retry(ev, line, lineno):  # trace-cmd's "(nil)"
-                        objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                        objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                            hot_state(started)
                     else:
                         self.malformed(lineno, f"{ev}: a field is not a number: "
                                                f"{body[:80]!r}")
@@ -1079,8 +1224,16 @@ class Replay:
                     self.vm_free(vals[0], lineno)  # type: ignore[arg-type]
                 else:
                     self.vm_purge(vals[0], vals[1])  # type: ignore[arg-type]
-                objs, fo, oiv, obm, g3, fpbm, base, voting, fast = hot_state(started)
+                objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                    hot_state(started)
         finally:
+            pr = self.page_rules
+            pr[0] += n_palloc  # page.align and page.overlap
+            pr[1] += n_palloc  # page.migratetype
+            pr[2] += n_palloc  # sleep.atomic
+            pr[3] += n_pfree   # page.double_free
+            if n_batched:
+                self.report.counters["batched_after_free"] += n_batched
             self.hot[0] += n_alloc
             self.hot[1] += n_kmalloc
             self.fast_rules[3] += n_in_page
@@ -1254,12 +1407,12 @@ class Replay:
         os_, oe, otag = hit
         ts = self.ts(line, k)
         if self.resolve(("o", ptr), ts, cpu):
-            objs.remove(os_)
+            self.forget_object(os_)
             objs.add(ptr, end, tag)
         elif os_ == ptr and oe == end and not self.strict:
             # same address and size: the earlier one was freed by a bulk path (no event)
             self.report.counters["untraced_free_reuse"] += 1
-            objs.remove(os_)
+            self.forget_object(os_)
             objs.add(ptr, end, tag)
             self.stat_free(otag)
         else:
@@ -1268,16 +1421,22 @@ class Replay:
                 f"object {ptr:#x}..{end:#x} ({alloc} bytes) overlaps the live object "
                 f"{os_:#x}..{oe:#x} allocated at line {otag[0]}")  # type: ignore[index]
             for s2, _e2, t2 in list(objs.irange(ptr, end)):
-                objs.remove(s2)
+                self.forget_object(s2)
                 self.stat_free(t2)
             objs.add(ptr, end, tag)
             self.defer(("o", ptr), ts, cpu, v)
+
+    def forget_object(self, ptr: int) -> None:
+        """The live object at ``ptr`` goes without a free event (a conflict, its page freed):
+        out of the live map, and no free record (see free_objects)."""
+        self.objects.remove(ptr)
+        self.free_objects.pop(ptr, None)
 
     def obj_alloc_after_refree(self, ptr: int, end: int, tag: Any, line: str, k: int,
                                cpu: str) -> None:
         if self.resolve(("of", ptr), self.ts(line, k), cpu):
             self.objects.remove(ptr)  # the free that printed first came after this allocation
-            self.free_objects[ptr] = (tag[0], tag[3][4])
+            self.free_objects[ptr] = tag[0] * tag[3][8]
 
     def obj_alloc(self, ev: str, vals: list[Any], line: str, k: int, lineno: int) -> None:
         """The complete allocation rules, for whatever the hot path does not handle."""
@@ -1379,8 +1538,12 @@ class Replay:
     @staticmethod
     def new_stats(name: str | None, req: int, alloc: int, site: str) -> list[Any]:
         """A statistics row; its cache key is the name, or "[object_size/size]" for 6.1-6.17
-        kmem_cache_alloc (no name= field: named later from kmem_cache_free)."""
-        return [0, 0, 0, 0, name if name else f"[{req}/{alloc}]", site, "", ""]
+        kmem_cache_alloc (no name= field: named later from kmem_cache_free). The fields:
+        allocations, frees, bytes_req, bytes_alloc, cache key, call site, the name= token
+        last seen, the kmalloc.size_class message (memo records), and 1 for a kmalloc cache,
+        -1 for another (the sign of its free records: free_objects)."""
+        key = name if name else f"[{req}/{alloc}]"
+        return [0, 0, 0, 0, key, site, "", "", 1 if key.startswith(KMALLOC_KEYS) else -1]
 
     def node_of(self, pfn: int) -> int | None:
         """The node whose zones span ``pfn`` (from --zoneinfo), or None."""
@@ -1410,7 +1573,7 @@ class Replay:
         st[1] += 1
         if self.recorder is not None:
             self.recorder.obj(-rec[2][1], -rec[2][2])  # type: ignore[index]
-        self.free_objects[ptr] = (lineno, st[4])
+        self.free_objects[ptr] = lineno * st[8]
         if rec[1] - ptr > KMALLOC_MAX_CACHE_SIZE:
             self.last_large.clear()
         if ev == "kmem_cache_free" and len(vals) > 2 and vals[2]:
@@ -1437,7 +1600,7 @@ class Replay:
                 self.last_large.clear()  # a large kmalloc here is new
         st = tag[3]
         st[1] += 1
-        self.free_objects[ptr] = (lineno, st[4])
+        self.free_objects[ptr] = lineno * st[8]
         if name_tok and st[6] != name_tok:
             st[6] = name_tok  # the "name=..." token last seen for this row
             self.learn_name(st[4], name_tok[5:].strip())
@@ -1463,7 +1626,7 @@ class Replay:
             return
         fo = self.free_objects
         fr = fo.get(ptr)
-        if fr is not None and not self.strict and not fr[1].startswith(KMALLOC_KEYS):
+        if fr is not None and not self.strict and fr < 0:  # not a kmalloc cache
             # kmem_cache_alloc_bulk (maple tree nodes, skbuff heads, ...) allocates without
             # an event (mm/slub.c): the object may have been handed out again unseen.
             cnt["cache_object_refree"] += 1
@@ -1473,7 +1636,7 @@ class Replay:
             if not cpu:
                 cpu = self.cpu_flags(line, k)[0]
             v = self.violation("object.double_free", lineno, line,
-                               f"{ev} of {ptr:#x}, already freed at line {fr[0]} and not "
+                               f"{ev} of {ptr:#x}, already freed at line {abs(fr)} and not "
                                f"allocated since")
             self.defer(("of", ptr), self.ts(line, k), cpu, v)
             return
@@ -1554,21 +1717,28 @@ class Replay:
             if self.pending_keys and self.resolve(("pf", pfn), self.ts(line, k), cpu):
                 return  # the double free printed first: this allocation preceded it
             fp.discard(pfn, end)  # no longer free
-        pages = self.pages
-        if pages.add(pfn, end, tag) is not None:
-            hit = pages.overlapping(pfn, end)
-            assert hit is not None
-            v = self.violation("page.overlap", lineno, line,
-                               f"block pfn {pfn:#x} order {order} overlaps the live block pfn "
-                               f"{hit[0]:#x} order {(hit[1] - hit[0]).bit_length() - 1} "
-                               f"allocated at line {hit[2][0]}")  # type: ignore[index]
-            for s2, _e2, _t2 in list(pages.irange(pfn, end)):
-                pages.remove(s2)
-            pages.add(pfn, end, tag)
-            self.defer(("p", pfn), self.ts(line, k), cpu, v)
+        if self.pages.add(pfn, end, tag) is not None:
+            self.page_overlap(pfn, order, tag, line, k, lineno)
         self.last_page_alloc[cpu] = (pfn, order, lineno, g[0])
         if self.recorder is not None:
             self.recorder.page(self.ts(line, k), pfn, order, True)
+
+    def page_overlap(self, pfn: int, order: int, tag: tuple[int, int, str], line: str, k: int,
+                     lineno: int) -> None:
+        """page.overlap: the new block (not yet added) shares a page with a live one: report
+        it (held for reordering), and the new block replaces what it overlaps."""
+        pages = self.pages
+        end = pfn + (1 << order)
+        hit = pages.overlapping(pfn, end)
+        assert hit is not None
+        v = self.violation("page.overlap", lineno, line,
+                           f"block pfn {pfn:#x} order {order} overlaps the live block pfn "
+                           f"{hit[0]:#x} order {(hit[1] - hit[0]).bit_length() - 1} "
+                           f"allocated at line {hit[2][0]}")  # type: ignore[index]
+        for s2, _e2, _t2 in list(pages.irange(pfn, end)):
+            pages.remove(s2)
+        pages.add(pfn, end, tag)
+        self.defer(("p", pfn), self.ts(line, k), tag[2], v)
 
     def page_free(self, pfn: int, order: int, line: str, k: int, lineno: int) -> None:
         end = pfn + (1 << order)
@@ -1640,6 +1810,10 @@ class Replay:
         without an event (kfree_bulk, kvfree_rcu): forget them, so that the slab page's next
         life does not look like an overlap."""
         self.free_pages.add(pfn, end, lineno)
+        self.objects_freed_with(pfn, end)
+
+    def objects_freed_with(self, pfn: int, end: int) -> None:
+        """add_free's second half: forget the objects still live in pages [pfn, end)."""
         base = self.page_offset
         objs = self.objects
         if base is not None and not self.hashed and len(objs):
@@ -1657,7 +1831,7 @@ class Replay:
                 return
             gone = list(objs.irange(lo, hi))
             for s2, _e2, t2 in gone:
-                objs.remove(s2)
+                self.forget_object(s2)
                 self.stat_free(t2)
             if gone:
                 self.report.counters["objects_in_freed_pages"] += len(gone)
