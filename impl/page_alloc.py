@@ -92,6 +92,9 @@ FALLBACKS = {
 }
 
 OWNER_PAGES = "pages"  # alloc_pages and friends
+# 1 << order for every order a block can have (max_order <= 20): the hot path indexes this
+# tuple instead of shifting (CPython 3.11 specializes a tuple index, not a shift)
+_NR_PAGES = tuple(1 << o for o in range(64))
 _PROCESS = Context.PROCESS  # a module global: Context.PROCESS is a slow enum class lookup
 
 Route = tuple[tuple[Zone, ...], int, int, int, bool]
@@ -361,7 +364,18 @@ class PageAllocator(Vmscan):
         ``nid`` NUMA_NO_NODE (-1) means the node of ``cpu``. An order above MAX_PAGE_ORDER is a
         failed allocation with a WARN effect (unless _GFP_NOWARN), as in __alloc_pages().
         """
-        routes, nid, cpu_node = self._where(gfp, nid, cpu)
+        # The usual call (NUMA_NO_NODE, an int mask already routed, a known CPU) finds its
+        # route without calling _where(); any other call, and every bad argument, goes through
+        # _where(), which raises. (type(gfp) is int: 3264.0 == GFP_KERNEL would hit the cache.)
+        try:
+            routes = self._gfp_cache[gfp] if nid == NUMA_NO_NODE and type(gfp) is int else None
+            cpu_node = self.cpu_node[cpu]
+        except (KeyError, TypeError):
+            routes = None
+        if routes is None:
+            routes, nid, cpu_node = self._where(gfp, nid, cpu)
+        else:
+            nid = cpu_node
         if type(order) is not int or order < 0:
             raise GfpError(f"order must be a non-negative integer, got {order!r}")
         zl, alloc_flags, hz, mt, may_block = routes[nid]
@@ -395,8 +409,44 @@ class PageAllocator(Vmscan):
     def _get_page_from_freelist(self, zl: tuple[Zone, ...], order: int, alloc_flags: int,
                                 hz: int, mt: int, cpu_node: int) -> int:
         """get_page_from_freelist(): first zone whose watermark allows it; -1 if none. With
-        ALLOC_NOFRAGMENT a zone of another node (or no zone at all) retries without it."""
+        ALLOC_NOFRAGMENT a zone of another node (or no zone at all) retries without it.
+
+        Fast path first (this runs on every allocation): the preferred zone has a block at
+        the head of the requested order's ``mt`` list and NR_FREE_PAGES - 2^order >= mark +
+        lowmem_reserve. Then the loop below would take exactly that block from that zone:
+        zone_watermark_fast() passes (order 0: its fast check; order > 0: the same test in
+        __zone_watermark_ok(), whose reserves can only lower the mark, and a free block of
+        the order on a MIGRATE_PCPTYPES list exists), and __rmqueue_smallest()'s first
+        iteration takes the list head without a split. Anything else runs the loop: the
+        kernel's code with every check (tests/test_fast_paths.py compares the two)."""
+        idx = order * 8 + mt  # the list index order << 3 | mt, with specialized operations
+        wm_idx = alloc_flags & ALLOC_WMARK_MASK
         pref = zl[0]
+        pfn = pref.heads[idx]
+        if pfn != -1 and pref.free_pages >= pref.wmark[wm_idx] + (
+                pref.boost + pref.lowmem_reserve[hz] + _NR_PAGES[order]):
+            # __del_page_from_free_list() of a list head (Zone.delete, inline): no previous
+            # entry, and its PageBuddy record is this list's index
+            del pref._buddy[pfn]
+            del pref._prv[pfn]
+            n = pref._nxt.pop(pfn)
+            pref.heads[idx] = n
+            if n == -1:
+                pref.tails[idx] = -1
+            else:
+                pref._prv[n] = -1
+            pref.counts[idx] -= 1
+            pref.free_pages -= _NR_PAGES[order]
+            self._hit_zid = pref.zid
+            pref.numa_hit += 1  # zone_statistics() of the preferred zone
+            if pref.nid == cpu_node:
+                pref.numa_local += 1
+            else:
+                pref.numa_other += 1
+            if pref.boosted and alloc_flags & ALLOC_KSWAPD:
+                pref.boosted = False
+                self._wakeup_kswapd(pref.nid, "boosted watermark")
+            return pfn
         pref_nid = pref.nid
         while True:
             for z in zl:
@@ -404,57 +454,34 @@ class PageAllocator(Vmscan):
                 if nid != pref_nid and alloc_flags & ALLOC_NOFRAGMENT:
                     break  # another node's zone: retry without ALLOC_NOFRAGMENT
                 if not alloc_flags & ALLOC_NO_WATERMARKS:
-                    # zone_watermark_fast(), its order-0 fast check inline (this runs on
-                    # every allocation); a higher order goes to __zone_watermark_ok() at once,
-                    # as zone_watermark_fast() would
-                    wm_idx = alloc_flags & ALLOC_WMARK_MASK
+                    # zone_watermark_fast(): order > 0 goes to __zone_watermark_ok() at once
                     if order:
                         if not self._watermark_ok(z, order, z.wmark[wm_idx] + z.boost, hz,
                                                   alloc_flags):
                             continue
-                    elif (z.free_pages <= z.wmark[wm_idx] + z.boost + z.lowmem_reserve[hz]
-                          and not self._watermark_fast(z, 0, wm_idx, hz, alloc_flags)):
+                    elif not self._watermark_fast(z, 0, wm_idx, hz, alloc_flags):
                         continue
-                # rmqueue_buddy()/__rmqueue(), as _rmqueue() without its extra calls: the
-                # usual hit, the head of the requested order's list, is
-                # __rmqueue_smallest()'s first iteration (no split) with
-                # __del_page_from_free_list() (Zone.delete) inline; anything else goes to
-                # _rmqueue_smallest() and the fallbacks
-                pfn = z.heads[order << 3 | mt]
-                if pfn != -1:
-                    idx = z._buddy.pop(pfn)
-                    p = z._prv.pop(pfn)
-                    n = z._nxt.pop(pfn)
-                    if p == -1:
-                        z.heads[idx] = n
-                    else:
-                        z._nxt[p] = n
-                    if n == -1:
-                        z.tails[idx] = p
-                    else:
-                        z._prv[n] = p
-                    z.counts[idx] -= 1
-                    z.free_pages -= 1 << order
-                else:
-                    pfn = self._rmqueue_smallest(z, order, mt)
+                # rmqueue_buddy()/__rmqueue() (_rmqueue(), without its extra call)
+                pfn = self._rmqueue_smallest(z, order, mt)
+                if pfn < 0:
+                    pfn = self._rmqueue_fallback(z, order, mt, alloc_flags)
                     if pfn < 0:
-                        pfn = self._rmqueue_fallback(z, order, mt, alloc_flags)
-                if pfn >= 0:
-                    self._hit_zid = z.zid
-                    # zone_statistics()
-                    if nid == pref_nid:
-                        z.numa_hit += 1
-                    else:
-                        z.numa_miss += 1
-                        pref.numa_foreign += 1
-                    if nid == cpu_node:
-                        z.numa_local += 1
-                    else:
-                        z.numa_other += 1
-                    if z.boosted and alloc_flags & ALLOC_KSWAPD:
-                        z.boosted = False
-                        self._wakeup_kswapd(nid, "boosted watermark")
-                    return pfn
+                        continue
+                self._hit_zid = z.zid
+                # zone_statistics()
+                if nid == pref_nid:
+                    z.numa_hit += 1
+                else:
+                    z.numa_miss += 1
+                    pref.numa_foreign += 1
+                if nid == cpu_node:
+                    z.numa_local += 1
+                else:
+                    z.numa_other += 1
+                if z.boosted and alloc_flags & ALLOC_KSWAPD:
+                    z.boosted = False
+                    self._wakeup_kswapd(nid, "boosted watermark")
+                return pfn
             if alloc_flags & ALLOC_NOFRAGMENT:
                 alloc_flags &= ~ALLOC_NOFRAGMENT
                 continue
@@ -762,15 +789,19 @@ class PageAllocator(Vmscan):
         helpers find_buddy_pfn(), combined_pfn() and higher_buddy_pfn() (impl/buddy.py,
         obligation buddy.arithmetic): this loop calls them, it does not restate them
         (tests/test_proved_helpers.py fails if it does)."""
-        z.free_pages += 1 << order
+        z.free_pages += _NR_PAGES[order]
         buddy = z._buddy
         mo = self.max_order
-        buddy_pfn = 0
         while order < mo:
             buddy_pfn = find_buddy_pfn(pfn, order)
             # page_is_buddy(): PageBuddy with buddy_order == order (_buddy holds order << 3 | mt)
             bi = buddy.get(buddy_pfn, -1)
-            if bi >> 3 != order:
+            if bi == -1 or bi >> 3 != order:  # -1 (not free) first: the usual answer
+                if not to_tail and order < mo - 1:
+                    # buddy_merge_likely(): is the buddy of the next-larger block free?
+                    # (false at once from MAX_PAGE_ORDER - 1 up, as in the kernel)
+                    bi = buddy.get(higher_buddy_pfn(pfn, buddy_pfn, order), -1)
+                    to_tail = bi != -1 and bi >> 3 == order + 1
                 break
             z.delete(buddy_pfn)
             pbo = self.pageblock_order
@@ -780,14 +811,11 @@ class PageAllocator(Vmscan):
                     self.pageblock_flags[(buddy_pfn >> pbo) + i] = mt
             pfn = combined_pfn(pfn, buddy_pfn)
             order += 1
-        if not to_tail and order < mo - 1:
-            # buddy_merge_likely(): is the buddy of the next-larger block free?
-            to_tail = buddy.get(higher_buddy_pfn(pfn, buddy_pfn, order), -1) >> 3 == order + 1
         if to_tail:
             z.add(pfn, order, mt, True)
             return
         # __add_to_free_list() at the head (Zone.add, inline: this runs on every free)
-        idx = order << 3 | mt
+        idx = order * 8 + mt  # order << 3 | mt
         buddy[pfn] = idx
         h = z.heads[idx]
         z._nxt[pfn] = h
