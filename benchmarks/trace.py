@@ -19,7 +19,7 @@
   every figure above; ``kmemspec``'s other subcommands' imports are most of it).
 * Every child runs with Python's bytecode cache on (in build/pycache, out of the tree), as an
   installed ``kmemspec`` does: this sandbox sets PYTHONDONTWRITEBYTECODE, under which each
-  start-up compiles every module it imports again (about 0.1 s more per run).
+  start-up compiles every module it imports again (about 0.08 s more per run).
 
 Timings are reported, never asserted.
 """

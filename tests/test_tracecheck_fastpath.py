@@ -241,3 +241,23 @@ def test_page_shortcuts_hand_every_unusual_page_event_to_the_methods() -> None:
     assert r.page_orders == {0: 2, 10: 1, 3: 1, 1: 1} and r.live_pages == 1 + 8
     assert rules(r) == general(t, page_offset=BASE)
     assert r.as_json() == t.check(page_offset=BASE).as_json()
+
+
+def test_lines_cut_at_their_first_two_separators() -> None:
+    """The loop cuts a line at its first two ": " once: a header line that looks like an
+    event is skipped, a line with one separator is malformed, a task name with ": " in it
+    shifts the event name (unknown event), and the events around them are still judged."""
+    t = T()
+    first = t.add(emit.kmalloc(SITE, va(0x90), 64, 64, 0xCC0))
+    t.lines.append("# note: kmalloc: call_site=x ptr=ffff888000090000 bytes_req=1\n")
+    t.lines.append("just: one separator\n")
+    one = len(t.lines)
+    t.lines.append(emit.prefix("a: b", 1, 0, ".....", 2_000_000) + emit.kfree(SITE, va(0x90))
+                   + "\n")
+    again = t.add(emit.kmalloc(SITE, va(0x90), 64, 64, 0xCC0))  # first is still live
+    r = t.check(strict=True)
+    assert rules(r) == [("object.overlap", again)] and again > first
+    assert [(n, m.split(":")[0]) for _s, n, m in r.malformed] == [
+        (one, "no event name after the timestamp"), (one + 1, "not a trace event line")]
+    assert r.events["kmalloc"] == 2 and r.events["kfree"] == 0
+    assert rules(r) == general(t, strict=True)

@@ -519,6 +519,9 @@ class Replay:
         self.hot = [0, 0]  # allocations and kmallocs judged on the hot path
         self.event_counts: dict[str, int] = {}
         self.evmap: dict[str, _Layout] = {}
+        self.evmap_changes = 0  # layouts learnt: the shortcuts depend on them
+        self.shortcuts_for: tuple[object, ...] = ()  # what the last _shortcuts result holds for
+        self.shortcuts_last: dict[str, int] = {}
         self.align_memo: dict[int, int] = {}
         self.last_line = ""
         self.lineno = 0
@@ -714,7 +717,12 @@ class Replay:
         """Event name -> the loop's shortcut for it: 1 = an allocation whose text may have a
         memo record (not for hashed pointers, plots, or node= statistics: the methods handle
         those); 2 / 3 = an object free in a layout whose ptr (2), or ptr then name (3), end
-        the line (8-byte granules, no plots, after the first event)."""
+        the line (8-byte granules, no plots, after the first event); 5 / 6 / 7 =
+        mm_page_free / mm_page_alloc / mm_page_free_batched in the layouts of PAGE_SHORTCUTS
+        (no plots, after the first event)."""
+        key = (started, self.hashed, self.objects.granule_shift, self.evmap_changes)
+        if key == self.shortcuts_for:  # (the general path asks after every method it calls)
+            return self.shortcuts_last
         out: dict[str, int] = {}
         if self.recorder is None and self.hashed is False and not self.node_ranges:
             out.update(dict.fromkeys(ALLOC_EVENTS, 1))
@@ -728,6 +736,7 @@ class Replay:
                 lay = self.evmap.get(ev)
                 if lay is not None and lay.ntok == ntok and lay.fields == fields:
                     out[ev] = kind
+        self.shortcuts_for, self.shortcuts_last = key, out
         return out
 
     def _loop(self, lines: Iterable[str]) -> None:
@@ -771,18 +780,22 @@ class Replay:
         try:
             for line in lines:
                 lineno += 1
-                # "<prefix ending in the timestamp>: <event>: <body>": partition (one
-                # argument, no index arithmetic) is the cheapest split; k (the first ": ")
-                # is len(head), computed where a method needs it
-                head, sep, tail = line.partition(": ")
-                if not sep or line[0] == "#":
-                    self.special(line, lineno)
-                    objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
-                        hot_state(started)
-                    continue
-                ev, sep, body = tail.partition(": ")
-                if not sep:
-                    self.malformed(lineno, f"no event name after the timestamp: {line[:80]!r}")
+                # "<prefix ending in the timestamp>: <event>: <body>": one split at the
+                # first two ": " is the cheapest cut; k (the first ": ") is len(head),
+                # computed where a method needs it
+                try:
+                    head, ev, body = line.split(": ", 2)
+                    cuts = 2
+                except ValueError:  # fewer than two ": "
+                    cuts = 1 if ": " in line else 0
+                if cuts != 2 or line[0] == "#":
+                    if cuts == 1 and line[0] != "#":
+                        self.malformed(lineno, f"no event name after the timestamp: "
+                                               f"{line[:80]!r}")
+                    else:  # a header, a marker, a blank or binary line
+                        self.special(line, lineno)
+                        objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                            hot_state(started)
                     continue
                 fk = fast.get(ev)
                 if fk == 1:
@@ -910,7 +923,7 @@ class Replay:
                             n = 1 << order
                             end = pfn + n
                             lv = piv.get(pfn)
-                            if lv is not None and lv[0] == end and not pfn & (n - 1):
+                            if lv is not None and lv[0] == end and block_aligned(pfn, order):
                                 events[ev] += 1
                                 n_pfree += 1
                                 del piv[pfn]  # BitmapLiveMap.remove
@@ -945,7 +958,7 @@ class Replay:
                             int(toks[0][5:], 16)  # page= (the general path reads it too)
                         except ValueError:
                             pfn = 0
-                        if pfn and 0 <= order <= 9 and not pfn & ((1 << order) - 1):
+                        if pfn and 0 <= order <= 9 and block_aligned(pfn, order):
                             gfp_s = toks[4][10:]
                             g = gfp_memo.get(gfp_s)
                             if g is None:
@@ -1288,6 +1301,7 @@ class Replay:
             self.malformed(lineno, f"{ev}: fields not recognised: {' '.join(toks)[:80]!r}")
             return None
         self.evmap[ev] = lay
+        self.evmap_changes += 1
         self.event_counts.setdefault(ev, 0)
         return lay
 
