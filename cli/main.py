@@ -19,20 +19,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
-
-from rich.console import Console
+from typing import TYPE_CHECKING, NoReturn
 
 from cli.check_trace import add_parser as add_check_trace_parser
-from cli.oracle import add_parser as add_oracle_parser
-from cli.scenario import OPS, Outcome, Runner, parse_scenario, run_steps
-from cli.subject import run_subject
-from impl.machine import MachineConfig
-from impl.page_alloc import PageAllocator
-from impl.slab_common import SlabAllocator, slabtop
-from impl.views import VIEW_PATHS, VIEWS
-from impl.vmalloc import Vmalloc
 from spec.errors import KmemError, ScenarioError
+
+if TYPE_CHECKING:  # imported where used: `kmemspec check-trace` starts without the model
+    from cli.scenario import Outcome
+    from impl.machine import MachineConfig
+    from impl.page_alloc import PageAllocator
+    from impl.slab_common import SlabAllocator
 
 DEFAULT_RUN_VIEWS = ("buddyinfo", "numastat")
 SLAB_VIEWS = {"slabinfo": "/proc/slabinfo", "slabtop": "slabtop --once"}
@@ -57,6 +53,9 @@ def with_cpus(m: MachineConfig, cpus_per_node: int) -> MachineConfig:
 
 def boot(machine: str, cpus: int | None) -> PageAllocator:
     """MachineConfig.named(machine), optionally re-CPU'd, booted."""
+    from impl.machine import MachineConfig
+    from impl.page_alloc import PageAllocator
+
     m = MachineConfig.named(machine)  # validated: no zone beyond MAX_PHYSMEM_BITS
     if cpus is not None:
         m = with_cpus(m, cpus)
@@ -77,6 +76,8 @@ def scenario_machine(text: str, path: Path) -> str | None:
 
 
 def check_view(name: str) -> str:
+    from impl.views import VIEWS
+
     if name not in VIEWS and name not in SLAB_VIEWS and name not in VM_VIEWS:
         raise CliError(f"unknown view {name!r} (views: "
                        f"{', '.join([*VIEWS, *SLAB_VIEWS, *VM_VIEWS])})")
@@ -92,11 +93,17 @@ def slabinfo_of(args: argparse.Namespace, a: PageAllocator) -> str | None:
 
 
 def slab_view(name: str, sa: SlabAllocator) -> str:
+    from impl.slab_common import slabtop
+
     return sa.slabinfo() if name == "slabinfo" else slabtop(sa)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print one view of a freshly booted machine, byte for byte as the kernel would."""
+    from impl.slab_common import SlabAllocator
+    from impl.views import VIEWS
+    from impl.vmalloc import Vmalloc
+
     view = check_view(args.view)
     a = boot(args.machine, args.cpus)
     if view in SLAB_VIEWS:
@@ -111,6 +118,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Parse the whole scenario, run it, then print the views and the summary."""
+    from rich.console import Console
+
+    from cli.scenario import Runner, parse_scenario, run_steps
+    from impl.views import VIEW_PATHS, VIEWS
+
     views = [check_view(v.strip()) for v in args.views.split(",") if v.strip()]
     path = Path(args.scenario)
     try:
@@ -168,10 +180,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_subject(args: argparse.Namespace) -> int:
     """Speak the subject protocol on stdin/stdout (see docs/protocol.md)."""
+    from cli.subject import run_subject
+
     return run_subject(args.name, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cli.oracle import add_parser as add_oracle_parser
+    from cli.scenario import OPS
+    from impl.views import VIEWS
+
     p = argparse.ArgumentParser(
         prog="kmemspec",
         description="An executable, formally specified model of the Linux 6.12.117 memory "
@@ -232,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def trace_parser() -> argparse.ArgumentParser:
+    """The parser of ``kmemspec check-trace`` alone: its start-up imports no model."""
+    p = argparse.ArgumentParser(prog="kmemspec")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_check_trace_parser(sub)
+    for parser in (p, *sub.choices.values()):
+        parser.error = _one_line_error(parser.prog)  # type: ignore[method-assign,assignment]
+    return p
+
+
 def _one_line_error(prog: str) -> Callable[[str], NoReturn]:
     """argparse's error, as one line like every other error of the command (argparse would
     print the whole usage first): the message and where the usage is."""
@@ -243,7 +271,8 @@ def _one_line_error(prog: str) -> Callable[[str], NoReturn]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kmemspec`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = (trace_parser() if words[:1] == ["check-trace"] else build_parser()).parse_args(argv)
     try:
         rc: int = args.func(args)
         return rc
