@@ -26,8 +26,8 @@ catalogue proofs/seeded_bugs.py):
   unit tests.
 
 Measured (2-core sandbox shared with other work, one core per run, CPU seconds):
-modelcheck[flat16] 22,865 states in ~15 s (~1,500 states/s), modelcheck[zones-unaligned]
-13,846 states in ~9 s, modelcheck[numa2] 1,914 states in ~2.4 s; each seeded model-checker
+modelcheck[flat16] 22,865 states in ~13 s (~1,750 states/s), modelcheck[zones-unaligned]
+13,846 states in ~7.2 s, modelcheck[numa2] 1,914 states in ~2.0 s; each seeded model-checker
 row ~1 s; each seeded state-machine row 5-20 s CPU.
 
 Wiring: proofs/registry.py turns every :func:`extra_checks` entry into a row of the table.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import marshal
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any, Literal
 
 from impl.mmzone import NodeState, Zone
@@ -130,8 +131,8 @@ _CONTEXTS: dict[int, Context] = {int(c): c for c in Context}
 
 def restore(a: PageAllocator, c: Capture) -> None:
     """Write capture ``c`` back into ``a`` (fresh copies: ``c`` stays usable). Effects are
-    cleared. (The model checker restores before almost every transition: plain loops, no
-    zip(strict=True), the Context of each stacked context by table.)"""
+    cleared. (The model checker restores after every transition that changed the state:
+    plain loops, no zip(strict=True), the Context of each stacked context by table.)"""
     zones, allocated, refs, flags, nodes, ctx, stats, nr_pt = c
     azones = a.zones
     if len(zones) != len(azones) or len(nodes) != len(a.nodes):
@@ -222,9 +223,13 @@ def same(a: PageAllocator, c: Capture) -> bool:
 def same_stats(a: PageAllocator, c: Capture) -> bool:
     """Whether the NUMA counters and access costs of ``a`` equal those of capture ``c``."""
     _hit, cost, accesses, numa = c[6]
-    return (a.access_cost == cost and a.accesses == accesses
-            and all((z.numa_hit, z.numa_miss, z.numa_foreign, z.numa_local, z.numa_other,
-                     z.interleave_hit) == n for z, n in zip(a.zones, numa, strict=True)))
+    same_numa: bool = tuple(map(_NUMA_STATS, a.zones)) == numa
+    return same_numa and a.access_cost == cost and a.accesses == accesses
+
+
+_NUMA_STATS = attrgetter("numa_hit", "numa_miss", "numa_foreign", "numa_local", "numa_other",
+                         "interleave_hit")
+"""A zone's NUMA counters in the order capture() stores them."""
 
 
 # --- the key ------------------------------------------------------------------------------------
@@ -261,20 +266,25 @@ def state_key(a: PageAllocator, kswapd_awake: bool = True) -> StateKey:
 
 
 def key_bytes(a: PageAllocator, kswapd_awake: bool = True) -> bytes:
-    """:func:`state_key` as bytes, built without the intermediate tuples (lists marshal as
-    well, and as canonically: equal states give equal bytes, different states different
-    bytes, since every field appears in a fixed position and every dict as its sorted items).
-    The model checker calls it on every transition that changed the state."""
-    zs = []
+    """:func:`state_key` as bytes, built without intermediate tuples: every field of
+    :func:`state_key` in a fixed position of one flat list (the number of zones, nodes and
+    CPUs is fixed for an allocator), each dict as its sorted items, the LRUs in LRU order,
+    an empty LRU, reference table or context stack as None; marshal encodes each value with
+    its type, so equal states give equal bytes and different states different bytes
+    (tests/test_modelcheck.py checks both against state_key). The model checker calls it on
+    every transition that changed the state."""
+    out: list[Any] = []
     for z in a.zones:
-        zs.append([z.heads, sorted(z._nxt.items()), sorted(z._prv.items()),
-                   sorted(z._buddy.items()), z.tails, z.counts, z._lazy, z._lazy_pages,
-                   z.free_pages, z.boost, z.boosted])
-    return marshal.dumps((
-        zs, sorted(a.allocated.items()), bytes(a.pageblock_flags),
-        [(list(n.lru), n.kswapd_awake and kswapd_awake) for n in a.nodes],
-        sorted(a.refs.items()), [[int(c) for c in st] for st in a.ctx.values()],
-        a.nr_page_table_pages), 2)
+        out += (z.heads, sorted(z._nxt.items()), sorted(z._prv.items()),
+                sorted(z._buddy.items()), z.tails, z.counts, z._lazy, z._lazy_pages,
+                z.free_pages, z.boost, z.boosted)
+    out += (sorted(a.allocated.items()), a.pageblock_flags,
+            sorted(a.refs.items()) if a.refs else None, a.nr_page_table_pages)
+    for n in a.nodes:
+        out += (list(n.lru) if n.lru else None, n.kswapd_awake and kswapd_awake)
+    for st in a.ctx.values():
+        out.append(list(map(int, st)) if st else None)
+    return marshal.dumps(out, 2)
 
 
 def awake_is_observable(masks: Iterable[int]) -> bool:

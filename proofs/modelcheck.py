@@ -13,23 +13,30 @@ the search can observe it (every mask that may sleep wakes kswapd first:
 
 How it goes fast: ONE allocator object is moved from state to state. proofs/mcstate.py
 captures a state as plain data (stored marshalled in the frontier), restores it into the same
-object before each operation (a sixth of the cost of unpickling a copy), and tells in C
-whether an operation changed anything (:func:`proofs.mcstate.same`), so the many operations
-that must leave the state alone (invalid frees, a blocking mask in atomic context) cost one
-call and one comparison; the key is built only when the state changed. Step properties
-(:func:`impl.abstraction.check_step`) are pure functions of the StepRecord, so their verdicts
-are memoized by record (97% hits). An order above MAX_PAGE_ORDER, which fails before
-__alloc_pages() reads any state, runs on the real code in every state and is checked
-directly (NULL, no change of state, statistics or effects but its WARN); its step record is
-built by alloc_step in the boot state only. Every other operation of every state runs
-through the real code and every check. The key of a changed state is built as bytes in one
-pass (:func:`proofs.mcstate.key_bytes`), restore copies only the fields an operation may
-have changed, and alloc_step builds its record once. About 1,500 states per CPU second on
-flat16 (1.2-1.3x the previous engine on the same loaded machine); the floor is the real code
-itself: restoring the state and running the ~36 operations of a state on the real allocator,
-without any check, already costs about 200 us per state (about 5,000 states per second), so
-the 15,000 per second of issue 10 is out of reach while every operation runs on the real
-implementation (README, proofs/checks_extra.py for the figures).
+object after each operation that changed it (a sixth of the cost of unpickling a copy), and
+tells in C whether an operation changed anything (:func:`proofs.mcstate.same`), so the many
+operations that must leave the state alone (invalid frees, a blocking mask in atomic context)
+cost one call and one comparison; the key is built only when the state changed, as bytes in
+one pass (:func:`proofs.mcstate.key_bytes`). Each kind of operation has its own checking
+function (:func:`op_handler`, looked up once per operation). Step properties
+(:func:`impl.abstraction.check_step`) and kswapd rules are pure functions of their records,
+so their verdicts are memoized by record (97% hits). An order above MAX_PAGE_ORDER, which
+fails before __alloc_pages() reads any state, runs on the real code in every state and is
+checked directly (NULL, no change of state, statistics or effects but its WARN); its step
+record is built by alloc_step in the boot state only. Every other operation of every state
+runs through the real code and every check. alloc_step's constants (zonelist, gfp_zone, reserve
+marks, per allocator), the zone facts of a failed allocation or a kswapd run and the liveness
+rule's zone facts are memoized by everything they read (impl/abstraction.py;
+tests/test_modelcheck.py checks each against a fresh computation). About 1,750 states per CPU
+second on flat16, 1,900 on zones-unaligned, 1,000 on numa2 (1.17-1.21x the previous engine,
+interleaved runs on the same loaded machine; README for the figures). The floor is the real
+code itself: restoring the state and running the ~36 operations of a state on the real
+allocator, without any check, already costs about 190 us per state (about 5,000 states per
+second), so the 15,000 per second of issue 10 is out of reach while every operation runs on
+the real implementation. A flat16 state costs ~570 us: ~190 us of real calls and restores, the
+rest checking (the allocation path's record, frame and coverage checks ~100 us, keys ~60 us,
+the invariants of each new state ~50 us, the comparisons after the ~22 operations that must
+change nothing ~20 us, the other operations, the search itself).
 
 Named machines (:data:`MACHINES`, ``--machine NAME``; ``flat16`` is the default):
 
@@ -100,7 +107,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from impl.abstraction import abstract, alloc_step, check_step, kswapd_step
+from impl.abstraction import (
+    abstract,
+    alloc_step,
+    check_step,
+    facts,
+    kswapd_run,
+    state_facts,
+)
 from impl.machine import MachineConfig, NodeConfig, ZoneConfig
 from impl.page_alloc import OWNER_PAGECACHE, OWNER_PAGES, PageAllocator
 from proofs import mcstate
@@ -132,7 +146,8 @@ from spec.gfp import (
     gfpflags_allow_blocking,
 )
 from spec.invariants import violated
-from spec.state import MemState, StepRecord
+from spec.rules import kswapd_violations
+from spec.state import KswapdRecord, MemState, StepRecord, ZoneFacts
 
 MASKS: tuple[int, ...] = (
     GFP_KERNEL, GFP_ATOMIC, GFP_NOWAIT, GFP_HIGHUSER_MOVABLE, GFP_KERNEL | __GFP_HIGH)
@@ -405,7 +420,14 @@ def _free_block_count(a: PageAllocator) -> int:
 class Before:
     """What apply_op compares a transition against: the state before it (its capture, live
     blocks, page cache, free-block count, pageblock types and boosts). The same for every
-    operation tried from one state, so the search computes it once per state."""
+    operation tried from one state, so the search computes it once per state.
+
+    Derived from those, for the checks of each allocation: ``pagecache`` (pfn -> zid of the
+    page-cache pages: alloc_step's starting point), ``occupied`` (every live block and
+    page-cache page as (pfn, end, page cache?), for the overlap check) and the zone facts of
+    the state itself, computed the first time a failed allocation leaves the state as it
+    was (:meth:`zone_facts_after`) and reused by every later one (facts are a function of
+    the fields :func:`proofs.mcstate.same` compares)."""
 
     capture: mcstate.Capture
     live: dict[int, int]
@@ -413,12 +435,42 @@ class Before:
     nblocks: int
     mt: bytes
     boost: list[int]
+    alloc: PageAllocator | None = None
+    pagecache: dict[int, int] = field(default_factory=dict)
+    occupied: tuple[tuple[int, int, bool], ...] = ()
+    facts: tuple[ZoneFacts, ...] | None = None
+    same_after: bool | None = None  # set by zone_facts_after: the call left the state alone
 
     @staticmethod
     def of(a: PageAllocator, cap: mcstate.Capture | None = None) -> Before:
-        return Before(mcstate.capture(a) if cap is None else cap, live_blocks(a),
-                      live_blocks(a, OWNER_PAGECACHE), _free_block_count(a),
-                      bytes(a.pageblock_flags), [z.boost for z in a.zones])
+        live: dict[int, int] = {}
+        cache: dict[int, int] = {}
+        pagecache: dict[int, int] = {}
+        occupied: list[tuple[int, int, bool]] = []
+        for p, r in a.allocated.items():  # live_blocks(a) and live_blocks(a, OWNER_PAGECACHE)
+            if r[2] == OWNER_PAGES:
+                live[p] = r[0]
+                occupied.append((p, p + (1 << r[0]), False))
+            elif r[2] == OWNER_PAGECACHE:
+                cache[p] = r[0]
+                pagecache[p] = r[1]
+                occupied.append((p, p + (1 << r[0]), True))
+        return Before(mcstate.capture(a) if cap is None else cap, live, cache,
+                      _free_block_count(a), bytes(a.pageblock_flags), [z.boost for z in a.zones],
+                      a, pagecache, tuple(occupied))
+
+    def zone_facts_after(self) -> tuple[ZoneFacts, ...]:
+        """impl.abstraction.facts() of the allocator now (after a failed allocation): the
+        memoized facts of the state before when the call changed nothing, else computed.
+        Records in ``same_after`` which it was."""
+        a = self.alloc
+        assert a is not None
+        self.same_after = mcstate.same(a, self.capture)
+        if not self.same_after:
+            return facts(a)
+        if self.facts is None:
+            self.facts = facts(a)
+        return self.facts
 
 
 _STEP_VERDICTS: dict[StepRecord, tuple[str, ...]] = {}
@@ -438,6 +490,20 @@ def step_verdict(rec: StepRecord) -> tuple[str, ...]:
     return v
 
 
+_KSWAPD_VERDICTS: dict[KswapdRecord, tuple[str, ...]] = {}
+"""kswapd_violations() verdicts by record: the kswapd rules read the record alone."""
+
+
+def kswapd_verdict(rec: KswapdRecord) -> tuple[str, ...]:
+    """spec.rules.kswapd_violations(rec), memoized like :func:`step_verdict`."""
+    v = _KSWAPD_VERDICTS.get(rec)
+    if v is None:
+        if len(_KSWAPD_VERDICTS) > 200_000:
+            _KSWAPD_VERDICTS.clear()
+        v = _KSWAPD_VERDICTS[rec] = tuple(kswapd_violations(rec))
+    return v
+
+
 def apply_op(a: PageAllocator, op: Op, cov: Counter[str] | None = None,
              before: Before | None = None, record_over_max: bool = True
              ) -> tuple[object, bool]:
@@ -450,137 +516,223 @@ def apply_op(a: PageAllocator, op: Op, cov: Counter[str] | None = None,
     (WARN_ON_ONCE_GFP(order > MAX_PAGE_ORDER)). With ``record_over_max`` False it is still
     run on the real code, but checked directly instead of through alloc_step (whose failure
     record costs ten allocations): it must return None and change no state, no statistic and
-    no effect but its WARN. The search builds its step record in the boot state only."""
-    cov = Counter() if cov is None else cov
-    b = Before.of(a) if before is None else before
-    if not record_over_max and op.kind == "alloc" and op.order > a.max_order:
-        n_effects = len(a.effects)
-        if a.alloc_pages_node(op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx) is not None:
-            raise CheckFailure(["protocol.order_above_max"], "returned a block")
-        extra = {e.kind for e in a.effects[n_effects:]} - {"warn"}
-        if not mcstate.same(a, b.capture) or not mcstate.same_stats(a, b.capture) or extra:
-            raise CheckFailure(["frame.order_above_max"],
-                               f"order > MAX_PAGE_ORDER changed state, statistics or effects "
-                               f"{sorted(extra)}")
-        cov["order > MAX_PAGE_ORDER failed"] += 1
-        return None, False
-    if op.expect is not None:
-        try:
-            if op.kind == "alloc":
-                a.alloc_pages_node(op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx)
-            else:
-                a.free_pages_pfn(op.pfn, op.order)
-        except KmemError as e:
-            if type(e) is not op.expect:
-                raise CheckFailure([f"error.{op.expect.__name__}"],
-                                   f"raised {type(e).__name__}: {e}") from None
-        else:
-            raise CheckFailure([f"error.{op.expect.__name__}"], "the call did not raise")
-        if not mcstate.same(a, b.capture):
-            raise CheckFailure(["error.state_unchanged"], f"{op.expect.__name__} changed the state")
-        name = op.expect.__name__
-        cov[_RAISED.get(name) or _RAISED.setdefault(name, f"raised {name}")] += 1
-        return name, False
+    no effect but its WARN. The search builds its step record in the boot state only.
 
-    before_live = b.live
-    before_cache = b.cache
-    n_effects = len(a.effects)
-    ret: object = None
-    changed: bool | None = None  # None: compare with the capture
+    One function per kind of operation (:func:`op_handler` picks it; the search looks it up
+    once per operation): the checks of each kind are written once, here."""
+    return op_handler(op, a.max_order, record_over_max)(
+        a, op, Counter() if cov is None else cov, Before.of(a) if before is None else before)
+
+
+Handler = Callable[[PageAllocator, Op, "Counter[str]", Before], tuple[object, bool]]
+
+
+def op_handler(op: Op, max_order: int, record_over_max: bool = True) -> Handler:
+    """The function of :func:`apply_op` that runs and checks ``op``."""
+    if op.kind == "alloc" and op.order > max_order and not record_over_max:
+        return _apply_over_max
+    if op.expect is not None:
+        return _apply_alloc_error if op.kind == "alloc" else _apply_bad_free
     if op.kind == "alloc":
-        pfn, rec = alloc_step(a, op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx)
-        ret = pfn
-        bad = step_verdict(rec)
-        if bad:
-            raise CheckFailure(list(bad), f"step record {rec}")
-        if pfn is None:
-            if live_blocks(a) != before_live:
-                raise CheckFailure(["frame.failed_alloc"],
-                                   "a failed allocation changed live blocks")
-            if op.order > a.max_order:
-                if not mcstate.same(a, b.capture):
-                    raise CheckFailure(["frame.order_above_max"],
-                                       "order > MAX_PAGE_ORDER changed state")
-                cov["order > MAX_PAGE_ORDER failed"] += 1
-                return ret, False
-            if not op.ctx.atomic and gfpflags_allow_blocking(op.gfp):
-                w = liveness_witness(a, abstract(a), op.nid, op.gfp, op.order, op.cpu)
-                if w is not None:
-                    raise CheckFailure(["liveness"], w)
-                cov["blocking allocation failed (liveness checked)"] += 1
-            else:
-                cov["non-blocking allocation failed"] += 1
-        else:
-            after = live_blocks(a)
-            if op.order > a.max_order:
-                raise CheckFailure(["protocol.order_above_max"], f"returned {pfn:#x}")
-            end = pfn + (1 << op.order)
-            cache_after: dict[int, int] | None = None
-            for p, o in (*before_live.items(), *before_cache.items()):
-                if p < end and pfn < p + (1 << o):
-                    if cache_after is None:
-                        cache_after = live_blocks(a, OWNER_PAGECACHE)
-                    if p not in before_cache or p in cache_after:
-                        raise CheckFailure(["overlap.live"],
-                                           f"{pfn:#x} overlaps live block {p:#x}")
-            if pfn % (1 << op.order) or after != {**before_live, pfn: op.order}:
-                raise CheckFailure(["frame.alloc"], f"live blocks {before_live} -> {after}")
-            cov["allocation succeeded"] += 1
-            zr = a.zones[rec.zid]
-            hz = _highest_zoneidx(op.gfp)
-            if rec.free_after < zr.wmark[0] + zr.lowmem_reserve[hz]:
-                cov["allocation dipped below min (reserves)"] += 1
-            if _free_block_count(a) > b.nblocks:
-                cov["expand() split a block"] += 1
-            if a.pageblock_flags != b.mt:
-                cov["fallback claimed a pageblock"] += 1
-            boosts = [z.boost for z in a.zones]
-            if boosts != b.boost and any(
-                    z > bb for z, bb in zip(boosts, b.boost, strict=True)):
-                cov["watermark boosted"] += 1
-            pref = a.cpu_node[op.cpu] if op.nid < 0 else op.nid
-            if zr.nid != pref:
-                cov["remote node used"] += 1
-            if rec.zid != rec.pref_zid and zr.nid == pref:
-                cov["lower zone used"] += 1
-            if op.gfp & __GFP_THISNODE and op.nid < 0:
-                cov["__GFP_THISNODE with NUMA_NO_NODE succeeded"] += 1
-            changed = True  # a block more is allocated
-    elif op.kind == "free":
-        a.free_pages_pfn(op.pfn, op.order)
-        after = live_blocks(a)
-        expected = dict(before_live)
-        del expected[op.pfn]
-        if after != expected or live_blocks(a, OWNER_PAGECACHE) != before_cache:
-            raise CheckFailure(["frame.free"], f"live blocks {before_live} -> {after}")
-        cov["free"] += 1
-        if _free_block_count(a) <= b.nblocks:
-            cov["free merged with its buddy"] += 1
-        head = op.pfn & ~((1 << a.max_order) - 1)
-        z = a.zone_of_pfn(op.pfn)
-        if op.order < a.max_order and z is not None and z.free_order_at(head) == a.max_order:
-            cov["free merged up to MAX_PAGE_ORDER"] += 1
-        changed = True  # a block fewer is allocated
-    else:
-        if op.kind == "pagecache_add":
-            ret = a.pagecache_add(op.nid, 1)
-        elif op.kind == "drop_caches":
-            ret = a.drop_caches()
-        else:
-            ret, broken = kswapd_step(a, op.nid)
-            if broken:
-                raise CheckFailure(list(broken), f"kswapd({op.nid}) reclaimed {ret} pages")
-        if live_blocks(a) != before_live:
-            raise CheckFailure(["frame.pagecache"], f"{op.kind} changed alloc_pages blocks")
-        if ret:
-            cov[f"{op.kind} did something"] += 1
+        return _apply_alloc
+    if op.kind == "free":
+        return _apply_free
+    return _apply_other
+
+
+def _apply_over_max(a: PageAllocator, op: Op, cov: Counter[str], b: Before
+                    ) -> tuple[object, bool]:
+    n_effects = len(a.effects)
+    if a.alloc_pages_node(op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx) is not None:
+        raise CheckFailure(["protocol.order_above_max"], "returned a block")
     if len(a.effects) > n_effects:
-        kinds = {e.kind for e in a.effects[n_effects:]}
-        if "sleep" in kinds:
-            cov["direct reclaim entered (slept)"] += 1
-        if "reclaim" in kinds:
-            cov["direct reclaim freed page cache"] += 1
-    return ret, (not mcstate.same(a, b.capture)) if changed is None else changed
+        extra = {e.kind for e in a.effects[n_effects:]} - {"warn"}
+    else:
+        extra = set()
+    if not mcstate.same(a, b.capture) or not mcstate.same_stats(a, b.capture) or extra:
+        raise CheckFailure(["frame.order_above_max"],
+                           f"order > MAX_PAGE_ORDER changed state, statistics or effects "
+                           f"{sorted(extra)}")
+    cov["order > MAX_PAGE_ORDER failed"] += 1
+    return None, False
+
+
+def _expected_error(a: PageAllocator, op: Op, cov: Counter[str], b: Before,
+                    e: KmemError | None) -> tuple[object, bool]:
+    """The checks of an operation that must raise ``op.expect`` (``e``: what it raised)."""
+    expect = op.expect
+    assert expect is not None
+    if e is None:
+        raise CheckFailure([f"error.{expect.__name__}"], "the call did not raise")
+    if type(e) is not expect:
+        raise CheckFailure([f"error.{expect.__name__}"], f"raised {type(e).__name__}: {e}")
+    if not mcstate.same(a, b.capture):
+        raise CheckFailure(["error.state_unchanged"], f"{expect.__name__} changed the state")
+    name = expect.__name__
+    cov[_RAISED.get(name) or _RAISED.setdefault(name, f"raised {name}")] += 1
+    return name, False
+
+
+def _apply_alloc_error(a: PageAllocator, op: Op, cov: Counter[str], b: Before
+                       ) -> tuple[object, bool]:
+    try:
+        a.alloc_pages_node(op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx)
+    except KmemError as e:
+        if type(e) is op.expect and mcstate.same(a, b.capture):  # as _expected_error passes
+            label = _RAISED.get(type(e).__name__)
+            if label is not None:
+                cov[label] += 1
+                return type(e).__name__, False
+        return _expected_error(a, op, cov, b, e)
+    return _expected_error(a, op, cov, b, None)
+
+
+def _apply_bad_free(a: PageAllocator, op: Op, cov: Counter[str], b: Before
+                    ) -> tuple[object, bool]:
+    try:
+        a.free_pages_pfn(op.pfn, op.order)
+    except KmemError as e:
+        if type(e) is op.expect and mcstate.same(a, b.capture):  # as _expected_error passes
+            label = _RAISED.get(type(e).__name__)
+            if label is not None:
+                cov[label] += 1
+                return type(e).__name__, False
+        return _expected_error(a, op, cov, b, e)
+    return _expected_error(a, op, cov, b, None)
+
+
+def _effect_coverage(a: PageAllocator, cov: Counter[str], n_effects: int) -> None:
+    kinds = {e.kind for e in a.effects[n_effects:]}
+    if "sleep" in kinds:
+        cov["direct reclaim entered (slept)"] += 1
+    if "reclaim" in kinds:
+        cov["direct reclaim freed page cache"] += 1
+
+
+def _apply_alloc(a: PageAllocator, op: Op, cov: Counter[str], b: Before
+                 ) -> tuple[object, bool]:
+    n_effects = len(a.effects)
+    b.same_after = None
+    pfn, rec = alloc_step(a, op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx,
+                          pagecache_before=b.pagecache, zone_facts_after=b.zone_facts_after)
+    bad = _STEP_VERDICTS.get(rec)
+    if bad is None:
+        bad = step_verdict(rec)
+    if bad:
+        raise CheckFailure(list(bad), f"step record {rec}")
+    before_live = b.live
+    if pfn is None:
+        if live_blocks(a) != before_live:
+            raise CheckFailure(["frame.failed_alloc"], "a failed allocation changed live blocks")
+        if op.order > a.max_order:
+            if not mcstate.same(a, b.capture):
+                raise CheckFailure(["frame.order_above_max"],
+                                   "order > MAX_PAGE_ORDER changed state")
+            cov["order > MAX_PAGE_ORDER failed"] += 1
+            return None, False
+        if not op.ctx.atomic and gfpflags_allow_blocking(op.gfp):
+            # liveness_witness(a, abstract(a), ...), with the state's zone facts memoized
+            w = rules.liveness_witness(state_facts(a),
+                                       a.cpu_node[op.cpu] if op.nid < 0 else op.nid,
+                                       op.gfp, op.order)
+            if w is not None:
+                raise CheckFailure(["liveness"], w)
+            cov["blocking allocation failed (liveness checked)"] += 1
+        else:
+            cov["non-blocking allocation failed"] += 1
+        if len(a.effects) > n_effects:
+            _effect_coverage(a, cov, n_effects)
+        same = b.same_after
+        return None, not (mcstate.same(a, b.capture) if same is None else same)
+    if op.order > a.max_order:
+        raise CheckFailure(["protocol.order_above_max"], f"returned {pfn:#x}")
+    after = {p: r[0] for p, r in a.allocated.items() if r[2] == OWNER_PAGES}  # live_blocks(a)
+    end = pfn + (1 << op.order)
+    cache_after: dict[int, int] | None = None
+    for p, pend, is_cache in b.occupied:
+        if p < end and pfn < pend:
+            if cache_after is None:
+                cache_after = live_blocks(a, OWNER_PAGECACHE)
+            if not is_cache or p in cache_after:
+                raise CheckFailure(["overlap.live"], f"{pfn:#x} overlaps live block {p:#x}")
+    if pfn % (1 << op.order) or len(after) != len(before_live) + 1 or after != {
+            **before_live, pfn: op.order}:
+        raise CheckFailure(["frame.alloc"], f"live blocks {before_live} -> {after}")
+    cov["allocation succeeded"] += 1
+    zones = a.zones
+    zr = zones[rec.zid]
+    hz = _HZ.get(op.gfp)
+    if hz is None:
+        hz = _highest_zoneidx(op.gfp)
+    if rec.free_after < zr.wmark[0] + zr.lowmem_reserve[hz]:
+        cov["allocation dipped below min (reserves)"] += 1
+    nblocks = 0
+    for z in zones:
+        nblocks += sum(z.counts)
+    if nblocks > b.nblocks:
+        cov["expand() split a block"] += 1
+    if a.pageblock_flags != b.mt:
+        cov["fallback claimed a pageblock"] += 1
+    boosts = b.boost
+    for i, z in enumerate(zones):
+        if z.boost > boosts[i]:
+            cov["watermark boosted"] += 1
+            break
+    pref = a.cpu_node[op.cpu] if op.nid < 0 else op.nid
+    if zr.nid != pref:
+        cov["remote node used"] += 1
+    elif rec.zid != rec.pref_zid:
+        cov["lower zone used"] += 1
+    if op.nid < 0 and op.gfp & __GFP_THISNODE:
+        cov["__GFP_THISNODE with NUMA_NO_NODE succeeded"] += 1
+    if len(a.effects) > n_effects:
+        _effect_coverage(a, cov, n_effects)
+    return pfn, True  # a block more is allocated
+
+
+def _apply_free(a: PageAllocator, op: Op, cov: Counter[str], b: Before) -> tuple[object, bool]:
+    n_effects = len(a.effects)
+    a.free_pages_pfn(op.pfn, op.order)
+    before_live = b.live
+    after = live_blocks(a)
+    expected = dict(before_live)
+    del expected[op.pfn]
+    if after != expected or live_blocks(a, OWNER_PAGECACHE) != b.cache:
+        raise CheckFailure(["frame.free"], f"live blocks {before_live} -> {after}")
+    cov["free"] += 1
+    if _free_block_count(a) <= b.nblocks:
+        cov["free merged with its buddy"] += 1
+    head = op.pfn & ~((1 << a.max_order) - 1)
+    z = a.zone_of_pfn(op.pfn)
+    if op.order < a.max_order and z is not None and z.free_order_at(head) == a.max_order:
+        cov["free merged up to MAX_PAGE_ORDER"] += 1
+    if len(a.effects) > n_effects:
+        _effect_coverage(a, cov, n_effects)
+    return None, True  # a block fewer is allocated
+
+
+def _apply_other(a: PageAllocator, op: Op, cov: Counter[str], b: Before) -> tuple[object, bool]:
+    """pagecache_add, drop_caches, kswapd."""
+    n_effects = len(a.effects)
+    same: bool | None = None
+    if op.kind == "pagecache_add":
+        ret = a.pagecache_add(op.nid, 1)
+    elif op.kind == "drop_caches":
+        ret = a.drop_caches()
+    else:
+        b.same_after = None
+        ret, rec = kswapd_run(a, op.nid, zone_facts_after=b.zone_facts_after)
+        same = b.same_after
+        broken = kswapd_verdict(rec)
+        if broken:
+            raise CheckFailure(list(broken), f"kswapd({op.nid}) reclaimed {ret} pages")
+    if live_blocks(a) != b.live:
+        raise CheckFailure(["frame.pagecache"], f"{op.kind} changed alloc_pages blocks")
+    if ret:
+        cov[f"{op.kind} did something"] += 1
+    if len(a.effects) > n_effects:
+        _effect_coverage(a, cov, n_effects)
+    return ret, not (mcstate.same(a, b.capture) if same is None else same)
 
 
 _HZ: dict[int, int] = {}
@@ -721,6 +873,11 @@ class ModelChecker:
         cut = False
         restore = mcstate.restore
         key_bytes = mcstate.key_bytes
+        cov = res.coverage
+        max_order = a.max_order
+        handlers: dict[int, Handler] = {}  # id(op) -> its apply_op function (ops are cached)
+        check_state = self._check_state
+        transitions = 0
         while frontier:
             idx, blob, depth = frontier.popleft()
             if bounds.depth is not None and depth >= bounds.depth:
@@ -734,9 +891,14 @@ class ModelChecker:
                 if dirty:
                     restore(a, cap)
                     dirty = False
-                res.transitions += 1
+                transitions += 1
+                handler = handlers.get(id(op))
+                if handler is None or idx == 0:
+                    handler = op_handler(op, max_order, idx == 0)
+                    if idx != 0:
+                        handlers[id(op)] = handler
                 try:
-                    ret, changed = apply_op(a, op, res.coverage, before, idx == 0)
+                    ret, changed = handler(a, op, cov, before)
                 except CheckFailure as f:
                     res.violation = Violation(f.what, path(idx, f"{op.label()}  <-- here"),
                                               f.detail, path_ops(idx, op))
@@ -763,7 +925,7 @@ class ModelChecker:
                 s2 = abstract(a)
                 if on_state is not None:
                     on_state(a, s2)
-                bad = self._check_state(s2)
+                bad = check_state(s2)
                 if bad:
                     res.violation = Violation(bad, path(sidx, None), "", path_ops(sidx))
                     res.violation.path[-1] += "  <-- reaches a bad state"
@@ -773,6 +935,7 @@ class ModelChecker:
                     res.notes.append(f"stopped at max_states {bounds.max_states}")
                     frontier.clear()
                     break
+            res.transitions = transitions
             if res.violation is not None:
                 break
             if clock.out_of_time(len(frontier)):

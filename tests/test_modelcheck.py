@@ -189,6 +189,77 @@ def test_same_agrees_with_the_key() -> None:
     assert seen_change > 20 and seen_same > 20
 
 
+def _reachable(machine: str, n: int, seed: int) -> tuple[PageAllocator, list[mcstate.Capture]]:
+    """An allocator of ``machine`` and captures of ``n`` states reached by random walks."""
+    spec = mc.MACHINES[machine]
+    rng = random.Random(seed)
+    a = PageAllocator(spec.build())
+    boot = mcstate.capture(a)
+    caps = []
+    for _ in range(n):
+        if rng.random() < 0.2:
+            mcstate.restore(a, boot)
+        _walk(a, rng.randrange(1, 4), rng, spec.space, mc.Bounds(max_live=3, max_pagecache=2))
+        caps.append(mcstate.capture(a))
+    return a, caps
+
+
+@pytest.mark.parametrize("machine", ["flat16", "numa2"])
+def test_key_bytes_agrees_with_the_key(machine: str) -> None:
+    """The search dedups on key_bytes: equal bytes exactly when state_key is equal (with and
+    without kswapd's awake flag)."""
+    a, caps = _reachable(machine, 60, 5)
+    keys: dict[bytes, object] = {}
+    for awake in (True, False):
+        for cap in caps:
+            mcstate.restore(a, cap)
+            for flag in (False, True):
+                a.nodes[0].kswapd_awake = flag
+                kb = mcstate.key_bytes(a, awake)
+                sk = (awake, mcstate.state_key(a, awake))
+                assert keys.setdefault(kb + bytes([awake]), sk) == sk
+    assert len(set(keys.values())) == len(keys) > 60
+
+
+@pytest.mark.parametrize("machine", ["flat16", "zones-unaligned", "numa2"])
+def test_the_search_shortcuts_build_the_same_records(machine: str) -> None:
+    """What the search passes to alloc_step and kswapd_run (the page cache and zone facts of
+    the state before, memoized) and the memoized zone facts give exactly the records of the
+    plain calls, for every operation of random reachable states, failures included."""
+    from impl.abstraction import _zone_facts, alloc_step, facts, kswapd_run, state_facts
+    from spec import rules
+
+    spec = mc.MACHINES[machine]
+    a, caps = _reachable(machine, 25, 11)
+    b = PageAllocator(spec.build())
+    failed = ran = 0
+    for cap in caps:
+        mcstate.restore(a, cap)
+        before = mc.Before.of(a, cap)
+        ops = [o for o in mc.enabled_ops(a, mc.Bounds(max_live=4, max_pagecache=2), spec.space)
+               if o.expect is None and o.kind in ("alloc", "kswapd")]
+        for op in ops:
+            mcstate.restore(a, cap)
+            mcstate.restore(b, cap)
+            before.same_after = None
+            got: tuple[object, object]
+            want: tuple[object, object]
+            if op.kind == "kswapd":
+                got = kswapd_run(a, op.nid, zone_facts_after=before.zone_facts_after)
+                want = kswapd_run(b, op.nid)
+            else:
+                got = alloc_step(a, op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx,
+                                 pagecache_before=before.pagecache,
+                                 zone_facts_after=before.zone_facts_after)
+                want = alloc_step(b, op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx)
+                failed += got[0] is None
+            assert got == want, op.label()
+            assert facts(a) == tuple(_zone_facts(a, z) for z in a.zones)
+            assert state_facts(a) == rules.state_zone_facts(abstract(a))
+            ran += 1
+    assert ran > 100 and failed > 5
+
+
 def test_key_equality_means_equal_abstract_states() -> None:
     """The key is as fine as the abstract state: walk a small space and check that equal keys
     never hide different abstract states (list order included)."""
