@@ -785,17 +785,19 @@ class Replay:
                 # computed where a method needs it
                 try:
                     head, ev, body = line.split(": ", 2)
-                    cuts = 2
                 except ValueError:  # fewer than two ": "
-                    cuts = 1 if ": " in line else 0
-                if cuts != 2 or line[0] == "#":
-                    if cuts == 1 and line[0] != "#":
+                    if ": " in line and line[0] != "#":
                         self.malformed(lineno, f"no event name after the timestamp: "
                                                f"{line[:80]!r}")
                     else:  # a header, a marker, a blank or binary line
                         self.special(line, lineno)
                         objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
                             hot_state(started)
+                    continue
+                if line[0] == "#":  # a comment line with two ": "
+                    self.special(line, lineno)
+                    objs, fo, oiv, obm, g3, fpbm, base, voting, fast, piv, pbm, fpl = \
+                        hot_state(started)
                     continue
                 fk = fast.get(ev)
                 if fk == 1:
