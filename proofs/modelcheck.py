@@ -578,12 +578,7 @@ def _apply_alloc_error(a: PageAllocator, op: Op, cov: Counter[str], b: Before
     try:
         a.alloc_pages_node(op.nid, op.gfp, op.order, cpu=op.cpu, ctx=op.ctx)
     except KmemError as e:
-        if type(e) is op.expect and mcstate.same(a, b.capture):  # as _expected_error passes
-            label = _RAISED.get(type(e).__name__)
-            if label is not None:
-                cov[label] += 1
-                return type(e).__name__, False
-        return _expected_error(a, op, cov, b, e)
+        return _raised(a, op, cov, b, e)
     return _expected_error(a, op, cov, b, None)
 
 
@@ -592,13 +587,20 @@ def _apply_bad_free(a: PageAllocator, op: Op, cov: Counter[str], b: Before
     try:
         a.free_pages_pfn(op.pfn, op.order)
     except KmemError as e:
-        if type(e) is op.expect and mcstate.same(a, b.capture):  # as _expected_error passes
-            label = _RAISED.get(type(e).__name__)
-            if label is not None:
-                cov[label] += 1
-                return type(e).__name__, False
-        return _expected_error(a, op, cov, b, e)
+        return _raised(a, op, cov, b, e)
     return _expected_error(a, op, cov, b, None)
+
+
+def _raised(a: PageAllocator, op: Op, cov: Counter[str], b: Before, e: KmemError
+            ) -> tuple[object, bool]:
+    """The usual end of an expected-error operation: the expected type and the state
+    unchanged, as _expected_error() passes them; anything else goes to it for the verdict."""
+    if type(e) is op.expect and mcstate.same(a, b.capture):
+        label = _RAISED.get(type(e).__name__)
+        if label is not None:
+            cov[label] += 1
+            return type(e).__name__, False
+    return _expected_error(a, op, cov, b, e)
 
 
 def _effect_coverage(a: PageAllocator, cov: Counter[str], n_effects: int) -> None:
