@@ -7,6 +7,7 @@ build/subjects, as `make subjects` does (incrementally, so a second run builds n
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import re
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from oracle.machines import EXAMPLE_HELLO
 from spec.gfp import __GFP_THISNODE, GFP_NAMES, gfp_zone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,23 +30,17 @@ PAGE_OFFSET = 0xFFFF888000000000
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None or shutil.which("make") is None,
                                 reason="no C compiler (cc) or make")
 
-# The protocol document's example machine, with non-zero lowmem_reserve and a DMA zone that
-# starts at pfn 1 (as on x86), so its blocks are smaller at the edge.
-HELLO: dict[str, Any] = {
-    "op": "hello", "seq": 1, "protocol": 1, "page_size": 4096, "max_order": 10,
-    "page_offset": "0xffff888000000000",
-    "vmalloc_start": "0xffffc90000000000", "vmalloc_end": "0xffffe90000000000",
-    "nodes": [
-        {"nid": 0, "cpus": [0],
-         "zones": [{"zone": "DMA", "start_pfn": 1, "pages": 4095, "min": 8,
-                    "lowmem_reserve": [0, 100, 200]},
-                   {"zone": "DMA32", "start_pfn": 4096, "pages": 12288, "min": 32,
-                    "lowmem_reserve": [0, 0, 50]}]},
-        {"nid": 1, "cpus": [1],
-         "zones": [{"zone": "Normal", "start_pfn": 16384, "pages": 16384, "min": 64,
-                    "lowmem_reserve": [0, 0, 0]}]}],
-    "distance": [[10, 20], [20, 10]],
-}
+def _hello() -> dict[str, Any]:
+    """The protocol's example hello with a DMA zone starting at pfn 1 (as on x86, so its
+    blocks are smaller at the edge) and non-zero lowmem reserves."""
+    h = copy.deepcopy(EXAMPLE_HELLO)
+    dma, dma32 = h["nodes"][0]["zones"]
+    dma.update(start_pfn=1, pages=4095, lowmem_reserve=[0, 100, 200])
+    dma32["lowmem_reserve"] = [0, 0, 50]
+    return h
+
+
+HELLO: dict[str, Any] = _hello()
 # (zone type, nid, first pfn, end pfn) of HELLO
 ZONES = [(0, 0, 1, 4096), (1, 0, 4096, 16384), (2, 1, 16384, 32768)]
 
