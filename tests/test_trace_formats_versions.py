@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tracecheck.check import check_trace
-from tracecheck.formats import BUILTIN, UNTIL, builtin_formats, load_formats
+from tracecheck.formats import BUILTIN, UNTIL, KernelVersionError, builtin_formats, load_formats
 
 ALLOC_ONLY = "call_site=%pS ptr=%p bytes_req=%zu bytes_alloc=%zu gfp_flags=%s node=%d accounted=%s"
 COMMON: dict[str, str] = {  # kmem.h, the same in 6.1.192, 6.6.47, 6.12.117 and 6.18.0
@@ -209,3 +209,9 @@ def test_a_wrong_line_in_each_version_is_caught() -> None:
                                      "bytes_alloc=448")
         r = check_trace(text=bad)
         assert [v.rule for v in r.violations] == ["kmalloc.size_class"], version
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "6.x", "6..1", "-6.1", " 6.1"])
+def test_a_version_that_is_not_numbers_is_refused(bad: str) -> None:
+    with pytest.raises(KernelVersionError, match="numbers separated by dots"):
+        builtin_formats(bad)

@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spec.errors import KmemError
+
 # Built-in print formats, by event, newest first: (first kernel, TP_printk format string).
 BUILTIN: dict[str, tuple[tuple[str, str], ...]] = {
     "kmalloc": (
@@ -77,8 +79,16 @@ BUILTIN: dict[str, tuple[tuple[str, str], ...]] = {
 UNTIL: dict[str, str] = {"kmalloc_node": "6.0", "kmem_cache_alloc_node": "6.0"}
 
 
+class KernelVersionError(KmemError, ValueError):
+    """A kernel version that is not dotted decimal numbers ("6.12", "6.1.192")."""
+
+
 def _version(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split("."))
+    parts = v.split(".") if isinstance(v, str) else []
+    if not parts or not all(p.isdecimal() for p in parts):
+        raise KernelVersionError(f"kernel version must be numbers separated by dots, like "
+                                 f"'6.12', got {v!r}")
+    return tuple(int(x) for x in parts)
 
 
 def builtin_formats(version: str) -> dict[str, str]:
