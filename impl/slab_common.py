@@ -7,24 +7,37 @@ mechanics of impl/slub.py and the page allocator of impl/page_alloc.py.
 dma-kmalloc-*, kmalloc-cg-*; kmalloc-no-objext-* is aliased to the normal caches because
 memory-allocation profiling is off), then ``kmalloc_buckets`` (CONFIG_SLAB_BUCKETS). Every cache
 owns a ``struct kmem_cache`` object from the ``kmem_cache`` cache and one ``struct
-kmem_cache_node`` per node from ``kmem_cache_node``, as in the kernel, so /proc/slabinfo counts
-them the same way.
+kmem_cache_node`` per node with memory (slab_nodes) from ``kmem_cache_node``, as in the kernel,
+so /proc/slabinfo counts them the same way.
 
 Model choices where the kernel leaves a caller's bug undefined or only warns (README fidelity
 table): kmem_cache_free() to the wrong cache, a double free, a pointer that is not an object's
 start, kmem_cache_destroy() with live objects, and kmem_cache_create() with a size of 0, an
 alignment that is not a power of two or a duplicate name raise a typed error and change nothing
 (the kernel WARNs and frees to the right cache, BUGs on the freelist, or leaks the cache).
+kmem_cache_create() with SLUB debug flags (SLAB_RED_ZONE, SLAB_POISON, SLAB_STORE_USER,
+SLAB_TRACE, SLAB_CONSISTENCY_CHECKS) is refused too: the kernel makes a debug cache, whose
+geometry and paths the model does not have. Arguments of the wrong type (a float address, a
+size beyond size_t) are typed errors as well, never a Python TypeError.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from impl.buddy import get_order
 from impl.page_alloc import OWNER_PAGES, PageAllocator
-from impl.slub import Ctor, KmemCache, Slab, Slub, slub_min_objects
-from spec.context import Context, Effect
+from impl.slub import (
+    GFP_SLAB_BUG_MASK,
+    OWNER_SLAB,
+    Ctor,
+    KmemCache,
+    Slab,
+    Slub,
+    slub_min_objects,
+)
+from spec.context import Context
 from spec.errors import (
     BadNodeError,
     CacheArgsError,
@@ -40,12 +53,11 @@ from spec.gfp import (
     __GFP_ACCOUNT,
     __GFP_COMP,
     __GFP_DMA,
-    __GFP_DMA32,
     __GFP_HIGHMEM,
     __GFP_RECLAIMABLE,
     __GFP_ZERO,
     GFP_KERNEL,
-    format_gfp,
+    MIGRATE_RECLAIMABLE,
 )
 from spec.layout import NUMA_NO_NODE, PAGE_SHIFT, PAGE_SIZE
 from spec.logic import Bits, If, lshr
@@ -58,6 +70,7 @@ from spec.slab import (
     KMALLOC_DMA,
     KMALLOC_MAX_CACHE_SIZE,
     KMALLOC_MAX_SIZE,
+    KMALLOC_NO_OBJ_EXT,
     KMALLOC_NORMAL,
     KMALLOC_RECLAIM,
     KMALLOC_SHIFT_HIGH,
@@ -66,6 +79,7 @@ from spec.slab import (
     NR_KMALLOC_TYPES,
     SLAB_ACCOUNT,
     SLAB_CACHE_DMA,
+    SLAB_DEBUG_FLAGS,
     SLAB_FLAGS_PERMITTED,
     SLAB_HWCACHE_ALIGN,
     SLAB_KMALLOC,
@@ -97,7 +111,6 @@ KMALLOC_INFO = {1: (96, "96"), 2: (192, "192"), 3: (8, "8"), 4: (16, "16"), 5: (
                 6: (64, "64"), 7: (128, "128"), 8: (256, "256"), 9: (512, "512"),
                 10: (1024, "1k"), 11: (2048, "2k"), 12: (4096, "4k"), 13: (8192, "8k")}
 KMALLOC_NOT_NORMAL_BITS = __GFP_RECLAIMABLE | __GFP_DMA | __GFP_ACCOUNT
-GFP_SLAB_BUG_MASK = __GFP_DMA32 | __GFP_HIGHMEM  # | ~__GFP_BITS_MASK: check_gfp rejects those
 # sizeof(struct kmem_cache_node) with SLUB_DEBUG, and offsetof(struct kmem_cache, node): both
 # give the objsize Debian's 6.12 prints (64 and 256) with SLAB_HWCACHE_ALIGN.
 SIZEOF_KMEM_CACHE_NODE = 64
@@ -171,6 +184,70 @@ def kmalloc_cache_align(size: int, flags: int) -> int:
     return calculate_alignment(flags, align, size)
 
 
+# --- /proc/slabinfo: one format for the model's view and for reading real files ---------------
+
+SLABINFO_HEADER = (
+    "slabinfo - version: 2.1",
+    "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
+    " : tunables <limit> <batchcount> <sharedfactor>"
+    " : slabdata <active_slabs> <num_slabs> <sharedavail>")
+"""print_slabinfo_header() (mm/slab_common.c): the version line, then the seq_puts() pieces."""
+
+
+class SlabinfoRow(NamedTuple):
+    """One /proc/slabinfo line: cache_show()'s fields (SLUB has no tunables: 0 0 0, and
+    active_slabs = num_slabs, sharedavail 0)."""
+
+    name: str
+    active_objs: int
+    num_objs: int
+    objsize: int
+    objperslab: int
+    pagesperslab: int
+    limit: int = 0
+    batchcount: int = 0
+    sharedfactor: int = 0
+    active_slabs: int = 0
+    num_slabs: int = 0
+    sharedavail: int = 0
+
+
+def format_slabinfo_row(r: SlabinfoRow) -> str:
+    """cache_show() (mm/slab_common.c): ``"%-17s %6lu %6lu %6u %4u %4d"``, then
+    ``" : tunables %4u %4u %4u"`` and ``" : slabdata %6lu %6lu %6lu"``."""
+    return (f"{r.name:<17} {r.active_objs:6} {r.num_objs:6} {r.objsize:6} {r.objperslab:4} "
+            f"{r.pagesperslab:4} : tunables {r.limit:4} {r.batchcount:4} {r.sharedfactor:4}"
+            f" : slabdata {r.active_slabs:6} {r.num_slabs:6} {r.sharedavail:6}")
+
+
+def parse_slabinfo(text: str, source: str = "slabinfo") -> list[SlabinfoRow]:
+    """Read /proc/slabinfo version 2.1 strictly: the header must be the kernel's, and every
+    line must be exactly what :func:`format_slabinfo_row` prints for its fields, column widths
+    included, so a real file and the model's view go through the same format. SlabError
+    names the first line that differs."""
+    lines = text.splitlines()
+    if not lines or lines[0] != SLABINFO_HEADER[0]:
+        raise SlabError(f"{source}: not a /proc/slabinfo of version 2.1")
+    if len(lines) < 2 or lines[1] != SLABINFO_HEADER[1]:
+        raise SlabError(f"{source}:2: not the header print_slabinfo_header() prints")
+    rows = []
+    for no, line in enumerate(lines[2:], 3):
+        parts = line.split()
+        try:
+            if len(parts) != 16 or parts[6:8] != [":", "tunables"] or parts[11:13] != [
+                    ":", "slabdata"]:
+                raise ValueError
+            nums = [int(x) for x in parts[1:6] + parts[8:11] + parts[13:16]]
+        except ValueError:
+            raise SlabError(f"{source}:{no}: not a slabinfo line: {line!r}") from None
+        row = SlabinfoRow(parts[0], *nums)
+        if format_slabinfo_row(row) != line:
+            raise SlabError(f"{source}:{no}: not in cache_show()'s format (column widths): "
+                            f"{line!r}")
+        rows.append(row)
+    return rows
+
+
 class SlabAllocator(Slub):
     """The slab allocator of one machine: every cache, kmalloc, and the page allocator under
     it. ``nr_cpus`` (num_present_cpus) decides slub_min_objects and so the slab orders; it
@@ -185,6 +262,17 @@ class SlabAllocator(Slub):
             raise SlabError(f"nr_cpus must be at least 1, got {self.nr_cpus}")
         self.min_objects = slub_min_objects(self.nr_cpus)
         self.nr_nodes = len(pa.nodes)
+        # slab_nodes (mm/slub.c): the nodes with normal memory (N_NORMAL_MEMORY); only they
+        # get a kmem_cache_node object, and a request for another node is served as if for
+        # NUMA_NO_NODE (___slab_alloc)
+        self.slab_nodes = frozenset(n.nid for n in pa.nodes
+                                    if any(z.present > 0 for z in n.zones))
+        if not self.slab_nodes:
+            raise SlabError("no node has memory: kmem_cache_init cannot run")
+        # numa_mem_id() of each node: itself, or for a memoryless node the nearest node with
+        # memory (local_memory_node(): the first node of its fallback zonelist)
+        self.mem_node = {n.nid: next(m for m in (n.nid, *pa._node_order[n.nid])
+                                     if m in self.slab_nodes) for n in pa.nodes}
         self.slab_of_pfn: dict[int, Slab] = {}
         self.slab_caches: list[KmemCache] = []  # creation order; list_add puts new ones first
         self.by_name: dict[str, KmemCache] = {}  # names and merge aliases
@@ -192,9 +280,13 @@ class SlabAllocator(Slub):
         self.large: dict[int, tuple[int, int]] = {}  # large kmalloc address -> (pfn, order)
         self.kmalloc_caches: list[list[KmemCache | None]] = [
             [None] * (KMALLOC_SHIFT_HIGH + 1) for _ in range(NR_KMALLOC_TYPES)]
+        n_effects = len(pa.effects)
         self._kmem_cache_init()
         if slabinfo is not None:
             self.create_caches_from_slabinfo(slabinfo)
+        # the boot's own slabs are no caller's doing: a scenario's first slab operation must
+        # not report them as its effects (an error would seem to have changed the state)
+        del pa.effects[n_effects:]
 
     # --- boot (kmem_cache_init, create_kmalloc_caches) ------------------------------------------
     def _boot_cache(self, name: str, size: int, flags: int, usersize: int = 0) -> KmemCache:
@@ -217,7 +309,7 @@ class SlabAllocator(Slub):
             if obj is None:
                 raise SlabError(f"kmem_cache_create({s.name}): out of memory (-ENOMEM)")
             objs.append(obj)
-            for nid in range(self.nr_nodes):
+            for nid in sorted(self.slab_nodes):  # init_kmem_cache_nodes()
                 obj = self.slab_alloc(self.by_name["kmem_cache_node"], GFP_KERNEL, nid,
                                       self.cpus[0], Context.PROCESS)
                 if obj is None:
@@ -229,7 +321,9 @@ class SlabAllocator(Slub):
         self.meta[s.name] = objs
 
     def _free_meta(self, objs: list[int]) -> None:
-        for obj in reversed(objs):
+        """slab_kmem_cache_release(): __kmem_cache_release() frees the kmem_cache_node objects
+        node by node (free_kmem_cache_nodes), then the struct kmem_cache goes back last."""
+        for obj in [*objs[1:], *objs[:1]]:
             slab, idx = self.lookup_object(obj)
             self.slab_free(slab.cache, slab, idx, self.cpus[0])
 
@@ -247,6 +341,9 @@ class SlabAllocator(Slub):
         for ktype in (KMALLOC_NORMAL, KMALLOC_RECLAIM, KMALLOC_DMA, KMALLOC_CGROUP):
             for idx in (1, 2, *range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1)):
                 self._new_kmalloc_cache(idx, ktype)
+        # new_kmalloc_cache(KMALLOC_NO_OBJ_EXT): without memory-allocation profiling
+        # (!need_kmalloc_no_objext()) the row points at the normal caches
+        self.kmalloc_caches[KMALLOC_NO_OBJ_EXT] = list(self.kmalloc_caches[KMALLOC_NORMAL])
         self.kmem_cache_create("kmalloc_buckets", SIZEOF_KMEM_BUCKETS, 0, SLAB_NO_MERGE)
 
     def _new_kmalloc_cache(self, idx: int, ktype: int) -> None:
@@ -302,6 +399,14 @@ class SlabAllocator(Slub):
             raise CacheArgsError(f"{what}: alignment {align} is not a power of two")
         if type(flags) is not int or flags & ~SLAB_FLAGS_PERMITTED:
             raise CacheArgsError(f"{what}: flags outside SLAB_FLAGS_PERMITTED (-EINVAL)")
+        if flags & SLAB_DEBUG_FLAGS:
+            # the kernel accepts them and turns the cache into a debug cache (red zones,
+            # poison, alloc/free tracks change calculate_sizes(); kmem_cache_debug() sends
+            # every call through the slow path without CPU partial slabs): not modelled, so
+            # refused rather than answered with the geometry and paths of a normal cache
+            raise CacheArgsError(
+                f"{what}: SLUB debug flags ({format_slab_flags(flags & SLAB_DEBUG_FLAGS)}) "
+                "are not modelled (no red zones, poisoning, tracking or consistency checks)")
         if ctor is not None and not callable(ctor):
             raise CacheArgsError(f"{what}: the constructor is not callable")
         if name in self.by_name:
@@ -316,8 +421,11 @@ class SlabAllocator(Slub):
                 s.inuse = max(s.inuse, (size + 7) & ~7)
                 self.by_name[name] = s
                 return s
-        s = KmemCache(name, size, calculate_alignment(flags, align, size), flags, ctor,
-                      self.min_objects, self.cpus, self.nr_nodes)
+        try:
+            s = KmemCache(name, size, calculate_alignment(flags, align, size), flags, ctor,
+                          self.min_objects, self.cpus, self.nr_nodes)
+        except ValueError as e:  # kmem_cache_open(): calculate_sizes() fails
+            raise CacheArgsError(f"{what}: {e} (-EINVAL)") from None
         self.slab_caches.append(s)
         self.by_name[name] = s
         try:
@@ -382,24 +490,15 @@ class SlabAllocator(Slub):
         objsize, oldest (last line) first, so the model's slabinfo lists them in the real
         order. Returns the names created."""
         try:
-            lines = Path(path).read_text().splitlines()
+            text = Path(path).read_text()
         except (OSError, UnicodeDecodeError) as e:
             raise SlabError(f"cannot read slabinfo {path}: {e}") from None
-        if not lines or not lines[0].startswith("slabinfo - version: 2.1"):
-            raise SlabError(f"{path}: not a /proc/slabinfo of version 2.1")
         made = []
-        for line in reversed(lines):
-            if not line.strip() or line.startswith(("slabinfo", "#")):
+        for row in reversed(parse_slabinfo(text, str(path))):
+            if row.name in self.by_name:
                 continue
-            parts = line.split()
-            try:
-                name, objsize = parts[0], int(parts[3])
-            except (IndexError, ValueError):
-                raise SlabError(f"{path}: not a slabinfo line: {line!r}") from None
-            if name in self.by_name:
-                continue
-            self.kmem_cache_create(name, objsize, 0, SLAB_NO_MERGE)
-            made.append(name)
+            self.kmem_cache_create(row.name, row.objsize, 0, SLAB_NO_MERGE)
+            made.append(row.name)
         return made
 
     # --- cache allocation API --------------------------------------------------------------------
@@ -412,23 +511,12 @@ class SlabAllocator(Slub):
         if node != NUMA_NO_NODE and (type(node) is not int or not 0 <= node < self.nr_nodes):
             raise BadNodeError(f"node {node} is not online (nodes 0..{self.nr_nodes - 1})")
 
-    def _fix_flags(self, gfp: int) -> int:
-        """kmalloc_fix_flags(): _GFP_DMA32 and _GFP_HIGHMEM are bugs for slab; warn, drop."""
-        if gfp & GFP_SLAB_BUG_MASK:
-            fixed = gfp & ~GFP_SLAB_BUG_MASK
-            self.pages.effects.append(Effect(
-                "warn", -1, f"Unexpected gfp: {gfp & GFP_SLAB_BUG_MASK:#x} "
-                f"({format_gfp(gfp & GFP_SLAB_BUG_MASK)}). Fixing up to gfp: {fixed:#x} "
-                f"({format_gfp(fixed)}). Fix your code!", 0, gfp))
-            return fixed
-        return gfp
-
     def kmem_cache_alloc_node(self, cache: str | KmemCache, gfp: int, node: int, *,
                               cpu: int = 0, ctx: Context | None = None) -> int | None:
         """kmem_cache_alloc_node(): an object's direct-map address, or None."""
         s = self.find_cache(cache)
         self._check(gfp, node, cpu)
-        return self.slab_alloc(s, self._fix_flags(gfp), node, cpu, ctx)
+        return self.slab_alloc(s, gfp, node, cpu, ctx)
 
     def kmem_cache_alloc(self, cache: str | KmemCache, gfp: int, *, cpu: int = 0,
                          ctx: Context | None = None) -> int | None:
@@ -456,21 +544,31 @@ class SlabAllocator(Slub):
         batch and returns 0)."""
         s = self.find_cache(cache)
         self._check(gfp, NUMA_NO_NODE, cpu)
+        if type(nr) is not int or not 0 <= nr <= SIZE_MAX:
+            raise SlabError(f"kmem_cache_alloc_bulk: the count must be a size_t, got {nr!r}")
         out: list[int] = []
         for _ in range(nr):
             obj = self.slab_alloc(s, gfp, NUMA_NO_NODE, cpu, ctx)
-            if obj is None:
-                for o in out:
-                    self.kmem_cache_free(s, o, cpu=cpu)
+            if obj is None:  # __kmem_cache_free_bulk() of what it got
+                self.kmem_cache_free_bulk(s, out, cpu=cpu)
                 return []
             out.append(obj)
         return out
 
     def kmem_cache_free_bulk(self, cache: str | KmemCache, addrs: list[int], *,
                              cpu: int = 0) -> None:
-        """kmem_cache_free_bulk(): every object is checked before any is freed."""
+        """kmem_cache_free_bulk(): every object is checked before any is freed (a model
+        choice: the kernel frees until it trips). Then build_detached_freelist(), from the end
+        of the array: the last object and the others of its slab found before three misses
+        form one chain, freed at once by do_slab_free() with the first found as its tail and
+        the last found as its head; the rest of the array goes round again. Freeing a chain's
+        objects one by one from its tail gives the same freelist and the same list decisions
+        (__slab_free looks at the state before the first and after the last), so that is how
+        the model frees them."""
         s = self.find_cache(cache)
         self.pages._check_cpu(cpu)
+        if not isinstance(addrs, (list, tuple)):
+            raise NotObjectError(f"kmem_cache_free_bulk: {addrs!r} is not a list of objects")
         seen: set[int] = set()
         for a in addrs:  # check every object first: all or nothing
             slab, idx = self.lookup_object(a)
@@ -481,9 +579,29 @@ class SlabAllocator(Slub):
                 raise ObjectDoubleFreeError(f"double free or corruption: object {a:#x} of "
                                             f"{s.name} is already free")
             seen.add(a)
-        for a in addrs:
-            slab, idx = self.lookup_object(a)
-            self.slab_free(s, slab, idx, cpu)
+        p = list(addrs)
+        size = len(p)
+        while size:  # mm/slub.c kmem_cache_free_bulk(), build_detached_freelist()
+            size -= 1
+            head_slab = self.lookup_object(p[size])[0]
+            chain = [p[size]]  # tail first
+            same = size
+            lookahead = 3
+            while size:
+                size -= 1
+                if self.lookup_object(p[size])[0] is head_slab:
+                    chain.append(p[size])
+                    same -= 1
+                    if size != same:
+                        p[size], p[same] = p[same], p[size]
+                    continue
+                lookahead -= 1
+                if not lookahead:
+                    break
+            size = same
+            for a in chain:
+                slab, idx = self.lookup_object(a)
+                self.slab_free(s, slab, idx, cpu)
 
     # --- kmalloc ---------------------------------------------------------------------------------
     def kmalloc_slab(self, size: int, gfp: int) -> KmemCache:
@@ -503,8 +621,7 @@ class SlabAllocator(Slub):
             return self._kmalloc_large_node(size, gfp, node, cpu, ctx)
         if size == 0:
             return ZERO_SIZE_PTR
-        return self.slab_alloc(self.kmalloc_slab(size, gfp), self._fix_flags(gfp), node, cpu,
-                               ctx)
+        return self.slab_alloc(self.kmalloc_slab(size, gfp), gfp, node, cpu, ctx)
 
     def kmalloc(self, size: int, gfp: int, *, cpu: int = 0,
                 ctx: Context | None = None) -> int | None:
@@ -527,8 +644,13 @@ class SlabAllocator(Slub):
 
     def _kmalloc_large_node(self, size: int, gfp: int, node: int, cpu: int,
                             ctx: Context | None) -> int | None:
-        """___kmalloc_large_node(): 2^get_order(size) pages with _GFP_COMP; above
-        KMALLOC_MAX_SIZE the page allocator WARNs (order > MAX_PAGE_ORDER) and fails."""
+        """___kmalloc_large_node(): kmalloc_fix_flags() for the slab bug mask, then
+        2^get_order(size) pages with _GFP_COMP; above KMALLOC_MAX_SIZE the page allocator
+        WARNs (order > MAX_PAGE_ORDER) and fails. A size no size_t holds is bad input."""
+        if size > SIZE_MAX:
+            raise SlabError(f"kmalloc({size}): the size does not fit in a size_t")
+        if gfp & GFP_SLAB_BUG_MASK:
+            gfp = self._fix_flags(gfp)
         order = int(get_order(size))
         pfn = self.pages.alloc_pages_node(node, gfp | _GFP_COMP, order, cpu=cpu, ctx=ctx)
         if pfn is None:
@@ -573,6 +695,8 @@ class SlabAllocator(Slub):
     def ksize(self, addr: int) -> int:
         """ksize(): the usable size, s->size for kmalloc-style caches (slab_ksize), the pages'
         size for a large kmalloc, 0 for NULL and ZERO_SIZE_PTR."""
+        if type(addr) is not int:
+            raise NotObjectError(f"ksize({addr!r}): not an address")
         if addr <= ZERO_SIZE_PTR:
             return 0
         big = self.large.get(addr)
@@ -590,6 +714,10 @@ class SlabAllocator(Slub):
                  ctx: Context | None = None) -> int | None:
         """krealloc(): kmalloc for NULL; kfree and ZERO_SIZE_PTR for 0; the same object if
         it is big enough (ksize); else a new object, the old one freed only on success."""
+        if type(new_size) is not int or not 0 <= new_size <= SIZE_MAX:
+            raise SlabError(f"krealloc: the new size must be a size_t, got {new_size!r}")
+        if type(addr) is not int:
+            raise NotObjectError(f"krealloc({addr!r}): not an address")
         if addr <= ZERO_SIZE_PTR:
             return self.kmalloc(new_size, gfp, cpu=cpu, ctx=ctx)
         ks = self.ksize(addr)
@@ -607,6 +735,8 @@ class SlabAllocator(Slub):
     def kmalloc_size_roundup(size: int) -> int:
         """kmalloc_size_roundup(): the class size, whole pages above 8192, ``size`` itself for
         0 and for sizes kmalloc cannot serve."""
+        if type(size) is not int or not 0 <= size <= SIZE_MAX:
+            raise SlabError(f"kmalloc_size_roundup: the size must be a size_t, got {size!r}")
         if 0 < size <= KMALLOC_MAX_CACHE_SIZE:
             return KMALLOC_INFO[kmalloc_index(size)][0]
         if 0 < size <= KMALLOC_MAX_SIZE:
@@ -617,25 +747,23 @@ class SlabAllocator(Slub):
     def slabinfo_rows(self) -> list[tuple[str, int, int, int, int, int, int]]:
         """(name, active_objs, num_objs, objsize, objperslab, pagesperslab, num_slabs) per cache,
         newest first, as get_slabinfo() computes them (free objects of node partial slabs
-        only are subtracted: CPU slabs count as active)."""
+        only are subtracted, by count_partial_free_approx(): CPU slabs count as active)."""
         out = []
         for s in reversed(self.slab_caches):
             nr_slabs = sum(n.nr_slabs for n in s.node)
             nr_objs = sum(n.total_objects for n in s.node)
-            nr_free = sum(sl.objects - sl.inuse for n in s.node for sl in n.partial)
+            nr_free = sum(self.count_partial_free_approx(n) for n in s.node)
             out.append((s.name, nr_objs - nr_free, nr_objs, s.size, s.oo_objects,
                         1 << s.oo_order, nr_slabs))
         return out
 
     def slabinfo(self) -> str:
-        """/proc/slabinfo, version 2.1, exactly as SLUB prints it (mm/slab_common.c)."""
-        lines = ["slabinfo - version: 2.1",
-                 "# name            <active_objs> <num_objs> <objsize> <objperslab> "
-                 "<pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata "
-                 "<active_slabs> <num_slabs> <sharedavail>"]
+        """/proc/slabinfo, version 2.1, exactly as SLUB prints it (mm/slab_common.c
+        slab_show(), cache_show(); get_slabinfo() in mm/slub.c)."""
+        lines = list(SLABINFO_HEADER)
         for name, active, num, objsize, per, pages, slabs in self.slabinfo_rows():
-            lines.append(f"{name:<17} {active:6} {num:6} {objsize:6} {per:4} {pages:4} : "
-                         f"tunables {0:4} {0:4} {0:4} : slabdata {slabs:6} {slabs:6} {0:6}")
+            lines.append(format_slabinfo_row(SlabinfoRow(
+                name, active, num, objsize, per, pages, active_slabs=slabs, num_slabs=slabs)))
         return "\n".join(lines) + "\n"
 
     # --- whole-state snapshot (tests: bad input must leave the state exactly as it was) -------
@@ -669,6 +797,27 @@ class SlabAllocator(Slub):
                 tuple(sorted((n, c.name) for n, c in self.by_name.items())),
                 tuple(sorted((k, tuple(v)) for k, v in self.meta.items())), pages,
                 tuple(sorted(self.slab_of_pfn)))
+
+
+def slab_pages_by_node(pa: PageAllocator) -> dict[int, tuple[int, int]]:
+    """Pages of slabs and large kmallocs per node, (reclaimable, unreclaimable): the node
+    counters NR_SLAB_RECLAIMABLE_B and NR_SLAB_UNRECLAIMABLE_B that /proc/zoneinfo and
+    /proc/vmstat print in pages as nr_slab_reclaimable and nr_slab_unreclaimable. A slab
+    counts as reclaimable iff its cache has SLAB_RECLAIM_ACCOUNT (mm/slab.h account_slab(),
+    cache_vmstat_idx()), which is iff its pages were taken with __GFP_RECLAIMABLE (the
+    cache's allocflags): their migratetype; a large kmalloc is unreclaimable (mm/slub.c
+    ___kmalloc_large_node). Walks the live page blocks: for views, not for hot paths."""
+    out: dict[int, tuple[int, int]] = {}
+    for order, zid, owner, mt in pa.allocated.values():
+        if owner in (OWNER_SLAB, OWNER_KMALLOC_LARGE):
+            nid = pa.zones[zid].nid
+            rec, unrec = out.get(nid, (0, 0))
+            if owner == OWNER_SLAB and mt == MIGRATE_RECLAIMABLE:
+                rec += 1 << order
+            else:
+                unrec += 1 << order
+            out[nid] = (rec, unrec)
+    return out
 
 
 def abstract_slabs(sa: SlabAllocator) -> SlabState:
@@ -712,31 +861,47 @@ def abstract_slabs(sa: SlabAllocator) -> SlabState:
     return SlabState(tuple(recs), tuple(nodes))
 
 
-def slabtop(sa: SlabAllocator, limit: int = 20) -> str:
-    """A ``slabtop --once``-like summary (procps slabtop: totals, then caches by object
-    count): the same counters /proc/slabinfo prints."""
-    rows = sa.slabinfo_rows()
-    objs = sum(r[2] for r in rows)
-    active = sum(r[1] for r in rows)
-    slabs = sum(r[6] for r in rows)
-    size_kb = sum(r[6] * r[5] * 4 for r in rows)
-    active_kb = sum(r[1] * r[3] for r in rows) / 1024
-    used = [r for r in rows if r[2]]
+SLABTOP_HEADER = "  OBJS ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE NAME" + " " * 19
+"""procps-ng slabtop's column header (its NAME column is %-23s)."""
+
+
+def format_slabtop(rows: list[SlabinfoRow], limit: int | None = None) -> str:
+    """``slabtop --once`` of procps-ng 4.0 for /proc/slabinfo ``rows`` (in the file's order):
+    the five summary lines, then every cache (``limit``: the first ones) by object count,
+    largest first, ties in /proc/slabinfo order (a stable sort). Sizes as procps computes
+    them: active and total size from objects x objsize, cache size from slabs x pages,
+    average object size total size / objects."""
+    objs = sum(r.num_objs for r in rows)
+    active = sum(r.active_objs for r in rows)
+    slabs = sum(r.num_slabs for r in rows)
+    active_slabs = sum(r.active_slabs for r in rows)
+    size_kb = sum(r.num_objs * r.objsize for r in rows) / 1024
+    active_kb = sum(r.active_objs * r.objsize for r in rows) / 1024
+    used = sum(1 for r in rows if r.num_objs)
+    sizes = [r.objsize / 1024 for r in rows] or [0.0]
     lines = [
         f" Active / Total Objects (% used)    : {active} / {objs} "
         f"({100 * active / objs if objs else 0:.1f}%)",
-        f" Active / Total Slabs (% used)      : {slabs} / {slabs} "
-        f"({100.0 if slabs else 0:.1f}%)",
-        f" Active / Total Caches (% used)     : {len(used)} / {len(rows)} "
-        f"({100 * len(used) / len(rows) if rows else 0:.1f}%)",
+        f" Active / Total Slabs (% used)      : {active_slabs} / {slabs} "
+        f"({100 * active_slabs / slabs if slabs else 0:.1f}%)",
+        f" Active / Total Caches (% used)     : {used} / {len(rows)} "
+        f"({100 * used / len(rows) if rows else 0:.1f}%)",
         f" Active / Total Size (% used)       : {active_kb:.2f}K / {size_kb:.2f}K "
         f"({100 * active_kb / size_kb if size_kb else 0:.1f}%)",
+        f" Minimum / Average / Maximum Object : {min(sizes):.2f}K / "
+        f"{size_kb / objs if objs else 0:.2f}K / {max(sizes):.2f}K",
         "",
-        "  OBJS ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE NAME",
+        SLABTOP_HEADER,
     ]
-    for name, act, num, objsize, per, pages, nslabs in sorted(
-            rows, key=lambda r: (-r[2], r[0]))[:limit]:
-        use = 100 * act // num if num else 0
-        lines.append(f"{num:6} {act:6} {use:3}% {objsize / 1024:7.2f}K {nslabs:6} {per:8} "
-                     f"{nslabs * pages * 4:9}K {name}")
+    for r in sorted(rows, key=lambda r: -r.num_objs)[:limit]:
+        use = 100 * r.active_objs // r.num_objs if r.num_objs else 0
+        lines.append(f"{r.num_objs:6} {r.active_objs:6} {use:3}% {r.objsize / 1024:7.2f}K "
+                     f"{r.num_slabs:6} {r.objperslab:8} {r.num_slabs * r.pagesperslab * 4:9}K "
+                     f"{r.name:<23}")
     return "\n".join(lines) + "\n"
+
+
+def slabtop(sa: SlabAllocator, limit: int | None = None) -> str:
+    """``slabtop --once`` of the model (procps-ng reads /proc/slabinfo: the same counters);
+    every cache, as slabtop prints them when its output is not a terminal."""
+    return format_slabtop(parse_slabinfo(sa.slabinfo(), "model"), limit)

@@ -41,6 +41,8 @@ from spec.gfp import (
     __GFP_ACCOUNT,
     __GFP_COMP,
     __GFP_DIRECT_RECLAIM,
+    __GFP_DMA32,
+    __GFP_HIGHMEM,
     __GFP_NOFAIL,
     __GFP_NOMEMALLOC,
     __GFP_NORETRY,
@@ -88,6 +90,7 @@ OWNER_SLAB = "slab"  # the owner of slab pages in PageAllocator.allocated
 MIN_PARTIAL = 5
 MAX_PARTIAL = 10
 SHRINK_PROMOTE_MAX = 32
+MAX_PARTIAL_TO_SCAN = 10000  # count_partial_free_approx()
 SLUB_MAX_ORDER = PAGE_ALLOC_COSTLY_ORDER  # slub_max_order default
 SLUB_MIN_ORDER = 0
 
@@ -97,6 +100,7 @@ GFP_RECLAIM_MASK = (__GFP_RECLAIM | 0x20 | 0x40 | 0x80 | __GFP_NOWARN | 0x4000 |
 """__GFP_RECLAIM|HIGH|IO|FS|NOWARN|RETRY_MAYFAIL|NOFAIL|NORETRY|MEMALLOC|NOMEMALLOC (no
 NOLOCKDEP in this config)."""
 GFP_CONSTRAINT_MASK = 0x100000 | __GFP_THISNODE  # __GFP_HARDWALL | __GFP_THISNODE
+GFP_SLAB_BUG_MASK = __GFP_DMA32 | __GFP_HIGHMEM  # | ~__GFP_BITS_MASK: check_gfp rejects those
 
 Ctor = Callable[[int], None]
 
@@ -341,6 +345,8 @@ class Slub:
 
     pages: PageAllocator
     slab_of_pfn: dict[int, Slab]
+    slab_nodes: frozenset[int]  # nodes with memory (N_NORMAL_MEMORY)
+    mem_node: dict[int, int]  # numa_mem_id() of each node
 
     # --- pages (alloc_slab_page, __free_slab) -----------------------------------
     def _alloc_slab_page(self, s: KmemCache, gfp: int, node: int, order: int, cpu: int,
@@ -377,10 +383,25 @@ class Slub:
             slab = self._alloc_slab_page(s, flags, node, s.min_order, cpu, ctx)
         return slab
 
+    def _fix_flags(self, gfp: int) -> int:
+        """kmalloc_fix_flags() (mm/slab_common.c): _GFP_DMA32 and _GFP_HIGHMEM are bugs for
+        slab; warn (pr_warn and dump_stack, every time) and drop them. The kernel calls it
+        where pages are taken: new_slab() and ___kmalloc_large_node() (mm/slub.c), so an
+        object served from a CPU or partial slab gets no warning."""
+        fixed = gfp & ~GFP_SLAB_BUG_MASK
+        self.pages.effects.append(Effect(
+            "warn", -1, f"Unexpected gfp: {gfp & GFP_SLAB_BUG_MASK:#x} "
+            f"({format_gfp(gfp & GFP_SLAB_BUG_MASK)}). Fixing up to gfp: {fixed:#x} "
+            f"({format_gfp(fixed)}). Fix your code!", 0, gfp))
+        return fixed
+
     def _new_slab(self, s: KmemCache, flags: int, node: int, cpu: int,
                   ctx: Context) -> Slab | None:
-        """new_slab(): only the caller's reclaim and constraint bits reach the page
-        allocator (_GFP_ZERO and _GFP_ACCOUNT do not)."""
+        """new_slab(): kmalloc_fix_flags() for the slab bug mask, then only the caller's
+        reclaim and constraint bits reach the page allocator (_GFP_ZERO and _GFP_ACCOUNT do
+        not)."""
+        if flags & GFP_SLAB_BUG_MASK:
+            flags = self._fix_flags(flags)
         return self._allocate_slab(s, flags & (GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK), node,
                                    cpu, ctx)
 
@@ -402,7 +423,9 @@ class Slub:
     # --- CPU partial lists -----------------------------------
     def _put_partials(self, s: KmemCache, chain: list[Slab]) -> None:
         """__put_partials(): each slab of the chain (head first) to its node's partial tail,
-        or discarded when empty and the node already holds min_partial partial slabs."""
+        or discarded when empty and the node already holds min_partial partial slabs. The
+        kernel pushes the slabs to discard on a stack (slab->next = slab_to_discard), so it
+        frees them last first: the order the page allocator's free lists see."""
         discard = []
         for slab in chain:
             n = s.node[slab.nid]
@@ -410,7 +433,7 @@ class Slub:
                 discard.append(slab)
             else:
                 n.add_partial(slab, True)
-        for slab in discard:
+        for slab in reversed(discard):
             self._discard_slab(s, slab)
 
     def _put_cpu_partial(self, s: KmemCache, slab: Slab, drain: bool, cpu: int) -> None:
@@ -481,14 +504,15 @@ class Slub:
         return partial
 
     def _get_partial(self, s: KmemCache, node: int, flags: int, cpu: int) -> Slab | None:
-        """get_partial(): the requested (or local) node, then other nodes by distance unless
-        _GFP_THISNODE pins the node (get_any_partial takes nodes above min_partial only)."""
+        """get_partial(): the requested node (or numa_mem_id(), the CPU's nearest node with
+        memory), then other nodes by distance from numa_mem_id() unless _GFP_THISNODE pins
+        the node (get_any_partial takes nodes above min_partial only)."""
         pa = self.pages
-        searchnode = pa.cpu_node[cpu] if node == NUMA_NO_NODE else node
+        searchnode = self.mem_node[pa.cpu_node[cpu]] if node == NUMA_NO_NODE else node
         slab = self._get_partial_node(s, s.node[searchnode], cpu)
         if slab is not None or (node != NUMA_NO_NODE and flags & _GFP_THISNODE):
             return slab
-        for nid in pa._node_order[pa.cpu_node[cpu]]:
+        for nid in pa._node_order[self.mem_node[pa.cpu_node[cpu]]]:  # mempolicy_slab_node()
             n = s.node[nid]
             if nid != searchnode and n.nr_partial > s.min_partial:
                 slab = self._get_partial_node(s, n, cpu)
@@ -521,7 +545,10 @@ class Slub:
                          ctx: Context) -> int | None:
         """___slab_alloc(): CPU slab, CPU partial list, node partial list (local, then
         remote), then a new slab; a node-bound request first tries its node without reclaim
-        (GFP_NOWAIT | _GFP_THISNODE), as the kernel does."""
+        (GFP_NOWAIT | _GFP_THISNODE), as the kernel does. A node without memory (not in
+        slab_nodes) is served as NUMA_NO_NODE."""
+        if node != NUMA_NO_NODE and node not in self.slab_nodes:
+            node = NUMA_NO_NODE
         c = s.cpu[cpu]
         slab = c.slab
         if slab is not None:
@@ -600,9 +627,14 @@ class Slub:
         """virt_to_slab() and the object index of ``addr``; NotObjectError for addresses in no
         slab or not at an object's start."""
         pa = self.pages
-        off = addr - pa.page_offset
-        slab = self.slab_of_pfn.get(off >> PAGE_SHIFT) if off >= 0 else None
+        try:
+            off = addr - pa.page_offset
+            slab = self.slab_of_pfn.get(off >> PAGE_SHIFT) if off >= 0 else None
+        except TypeError:  # not an int (a float, a string, None)
+            raise NotObjectError(f"{addr!r} is not an address") from None
         if slab is None:
+            if type(addr) is not int:
+                raise NotObjectError(f"{addr!r} is not an address")
             raise NotObjectError(f"address {addr:#x} is in no slab")
         d = addr - slab.base
         s = slab.cache
@@ -648,7 +680,10 @@ class Slub:
     # --- shrink and shutdown -----------------------------------
     def _do_shrink(self, s: KmemCache) -> int:
         """__kmem_cache_do_shrink(): free every empty partial slab, move the fullest (at most
-        SHRINK_PROMOTE_MAX free objects, fewest first) to the head; 1 if slabs remain."""
+        SHRINK_PROMOTE_MAX free objects, fewest first) to the head; 1 if slabs remain.
+        list_move() puts each slab at the head of its discard or promote list, so both come
+        out in reverse list order: the promoted slabs within each bucket, and the discarded
+        ones as free_slab() gives their pages back."""
         ret = 0
         for n in s.node:
             discard: list[Slab] = []
@@ -662,14 +697,27 @@ class Slub:
                     promote[free - 1].append(slab)
                 else:
                     rest.append(slab)
-            order = [sl for bucket in promote for sl in bucket] + rest
+            order = [sl for bucket in promote for sl in reversed(bucket)] + rest
             n.partial = dict.fromkeys(order)
-            for slab in discard:
+            for slab in reversed(discard):
                 slab.node_partial = False
                 self._discard_slab(s, slab)
             if n.nr_slabs:
                 ret = 1
         return ret
+
+    @staticmethod
+    def count_partial_free_approx(n: KmemCacheNode) -> int:
+        """count_partial_free_approx(): the free objects of a node's partial slabs, for
+        /proc/slabinfo; above MAX_PARTIAL_TO_SCAN slabs, the first and last
+        MAX_PARTIAL_TO_SCAN / 2 scaled to the list's length (mult_frac), at most the node's
+        objects."""
+        if n.nr_partial <= MAX_PARTIAL_TO_SCAN:
+            return sum(sl.objects - sl.inuse for sl in n.partial)
+        half = MAX_PARTIAL_TO_SCAN // 2
+        x = sum(sl.objects - sl.inuse for sl in islice(n.partial, half))
+        x += sum(sl.objects - sl.inuse for sl in islice(reversed(n.partial), half))
+        return min(x * n.nr_partial // MAX_PARTIAL_TO_SCAN, n.total_objects)
 
     @staticmethod
     def live_objects(s: KmemCache) -> int:

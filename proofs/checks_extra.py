@@ -404,7 +404,8 @@ def extra_checks(long: bool = False) -> list[ExtraCheck]:
             env={**slow, "KMEMSPEC_SEEDED_SLAB_BUG": b, "HYPOTHESIS_PROFILE": "quick",
                  "KMEMSPEC_SHRINK_SECONDS": STATEMACHINE_SHRINK_SECONDS},
             timeout_s=SEEDED_STATEMACHINE_TIMEOUT, budget_s=20, parse="seeded-statemachine",
-            kind="seeded") for b in (SEEDED_SLAB_BUGS if long else ())),
+            kind="seeded") for b in (SEEDED_SLAB_BUGS if long else ())
+            if SEEDED_SLAB_BUGS[b].statemachine),
         # verify-long only: ~30 s of the make verify budget, and the same state machine
         # already runs under Hypothesis' own backend above
         *([ExtraCheck(

@@ -28,9 +28,12 @@ and page orders 0..1, even 2 live things and one slab had not finished 11,000 st
 Operations, in every state:
 
 * ``kmalloc(size, gfp, ctx)`` for every size of :data:`SIZES` (``--sizes``; by default
-  kmalloc-8, kmalloc-96, kmalloc-2k and 8193, the first large kmalloc, of order 2), GFP_KERNEL
+  kmalloc-8, kmalloc-rcl-96, kmalloc-2k and 8193, the first large kmalloc, of order 2), GFP_KERNEL
   and GFP_ATOMIC, process and hardirq context; ``kmem_cache_alloc`` of the dedicated cache
-  the same way. A blocking mask in hardirq context must raise SleepInAtomicError
+  the same way; the 96-byte calls carry __GFP_RECLAIMABLE (:data:`TYPE_BITS`), so they
+  use kmalloc-rcl-96. Each object must come from the cache spec.slab.kmalloc_cache_name_spec
+  names (kmalloc_type() and the size class). A blocking mask in hardirq context must raise
+  SleepInAtomicError
   (mm/slub.c slab_pre_alloc_hook -> might_alloc; mm/page_alloc.c for the large path) and
   change nothing.
 * ``kfree`` of every live kmalloc object and large kmalloc, ``kmem_cache_free`` of every live
@@ -43,20 +46,28 @@ Operations, in every state:
   checker's invalid page frees (double free of a free block, wrong order).
 * ``kmem_cache_shrink`` of the dedicated cache and of every kmalloc cache in use
   (mm/slub.c __kmem_cache_shrink: flush the CPU slabs, free the empty slabs).
+* ``kmalloc(0)`` in hardirq context with GFP_KERNEL (ZERO_SIZE_PTR, returned before
+  might_alloc) and ``kfree(ZERO_SIZE_PTR)``: nothing may change.
+* ``ksize`` of every live kmalloc object and large kmalloc (read-only; the answer must be
+  spec.slab.kmalloc_ksize_spec of the requested size: the class, or the whole pages) and of
+  every live object of the dedicated cache (at least its size); ``kmem_cache_destroy`` of
+  the dedicated cache while it has live objects (CacheBusyError, nothing changed: the kernel
+  reports "Objects remaining" and keeps the cache).
 * ``alloc_pages_node(NUMA_NO_NODE, gfp, order)`` for the orders of :data:`PAGE_ORDERS`
   (``--page-orders``; 0 by default), same masks and contexts, and ``free_pages`` of every
   live block, through :func:`proofs.modelcheck.apply_op`.
 
-Measured (02:57 UTC, one core, other work on the machine): the default run explores 5,125
-states (2,618 of them beyond max_slabs, checked and not expanded), 51,709 transitions, depth
-25, in 29 s (175 states/s), frontier exhausted, every witness seen. Each seeded bug is caught
-in under a second with a 2- or 3-step path.
+Measured (one core, other work on the machine): the default run explores 5,043 states
+(2,179 of them beyond max_slabs, checked and not expanded), 61,809 transitions (ksize and the
+busy kmem_cache_destroy included), depth 25, in 31.6 s of CPU, frontier exhausted, every
+witness seen. Each seeded bug is caught in under a second, with a 1- to 3-step path, or in
+the boot state when it already breaks kmem_cache_init's own slabs.
 
 Not covered: two nodes or CPUs (remote frees, get_any_partial, __GFP_THISNODE), the 64, 192,
-256..1k, 4k and 8k classes and the DMA/reclaimable/cgroup kmalloc types, alloc_pages orders
-above 0 by default, kmem_cache_create/destroy after boot and merging, krealloc/ksize, page
-cache and reclaim under slab pressure, and states with more than one slab in the caches in
-use (a node partial list longer than one slab, discards at min_partial).
+256..1k, 4k and 8k classes and the DMA and cgroup kmalloc types, alloc_pages orders above 0
+by default, kmem_cache_create after boot, merging, a successful kmem_cache_destroy, krealloc,
+page cache and reclaim under slab pressure, and states with more than one slab in the caches
+in use (a node partial list longer than one slab, discards at min_partial).
 
 State identity (:func:`state_key`): the slab part of ``SlabAllocator.snapshot()`` (caches,
 slabs with their freelists in order, large kmallocs, names, metadata objects), the page
@@ -128,6 +139,7 @@ from proofs.seeded_slab_bugs import SEEDED_SLAB_BUGS
 from spec.context import Context
 from spec.errors import (
     BadFreeError,
+    CacheBusyError,
     DoubleFreeError,
     KmemError,
     NotObjectError,
@@ -136,18 +148,36 @@ from spec.errors import (
     WrongCacheError,
     WrongOrderError,
 )
-from spec.gfp import GFP_ATOMIC, GFP_KERNEL, format_gfp, gfpflags_allow_blocking
+from spec.gfp import (
+    __GFP_RECLAIMABLE,
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    format_gfp,
+    gfpflags_allow_blocking,
+)
 from spec.invariants import violated
 from spec.layout import NUMA_NO_NODE, PAGE_SHIFT, PAGE_SIZE
-from spec.slab import KMALLOC_MAX_CACHE_SIZE, SLAB_NO_MERGE
+from spec.slab import (
+    KMALLOC_MAX_CACHE_SIZE,
+    SLAB_NO_MERGE,
+    ZERO_SIZE_PTR,
+    kmalloc_cache_name_spec,
+    kmalloc_ksize_spec,
+    zero_or_null_ptr,
+)
 from spec.slab_state import slab_violations
 
 SIZES: tuple[int, ...] = (8, 96, 2048, 8193)
 """kmalloc sizes of the default run: kmalloc-8 (the smallest class, 512 objects on one page),
-kmalloc-96 (a size_index[] class that is not a power of two), kmalloc-2k (order-2 slabs) and
+kmalloc-rcl-96 (a size_index[] class that is not a power of two), kmalloc-2k (order-2 slabs) and
 8193, the first large kmalloc (order 2). ``--sizes`` takes others (64, 8192 ...): every
 cache added multiplies the states (see :class:`SlabBounds`)."""
 MASKS: tuple[int, ...] = (GFP_KERNEL, GFP_ATOMIC)
+TYPE_BITS: dict[int, int] = {96: __GFP_RECLAIMABLE}
+"""Extra mask bits of the kmalloc calls of a size: the 96-byte calls are reclaimable, so they
+go to kmalloc-rcl-96 (kmalloc_type()) through the same size_index[] class. Replacing the
+plain calls rather than adding calls keeps the state space the same size (a kmalloc type
+added beside them doubled it: 9,482 states, 55 s CPU)."""
 CONTEXTS: tuple[Context, ...] = (Context.PROCESS, Context.HARDIRQ)
 PAGE_ORDERS: tuple[int, ...] = (0,)  # ``--page-orders 0,1`` for order-1 blocks too
 CACHE_NAME = "mc_cache"
@@ -165,6 +195,7 @@ WITNESSES: tuple[str, ...] = (
     "raised SleepInAtomicError (pages)", "raised ObjectDoubleFreeError",
     "raised NotObjectError", "raised WrongCacheError", "raised BadFreeError",
     "raised DoubleFreeError", "raised WrongOrderError",
+    "ksize answered", "raised CacheBusyError", "kmalloc(0) or kfree(ZERO_SIZE_PTR) answered",
 )
 """What a clean run must exercise, or its "no violation" would be vacuous."""
 
@@ -174,7 +205,8 @@ WITNESSES: tuple[str, ...] = (
 @dataclass(frozen=True)
 class SlabOp(Op):
     """A slab call (the page calls are plain :class:`proofs.modelcheck.Op`). ``kind``:
-    kmalloc | cache_alloc | kfree | cache_free | shrink; ``expect`` as for Op."""
+    kmalloc | cache_alloc | kfree | cache_free | shrink | ksize | destroy; ``expect`` as for
+    Op. For ksize, ``size`` is the size the object was requested with."""
 
     size: int = 0
     addr: int = 0
@@ -190,6 +222,10 @@ class SlabOp(Op):
             return f"kfree({self.addr:#x})"
         if self.kind == "cache_free":
             return f"kmem_cache_free({self.cache}, {self.addr:#x})"
+        if self.kind == "ksize":
+            return f"ksize({self.addr:#x})"
+        if self.kind == "destroy":
+            return f"kmem_cache_destroy({self.cache})"
         return f"kmem_cache_shrink({self.cache})"
 
 
@@ -225,15 +261,20 @@ class OpSpace:
         self.allocs: list[Op] = []
         for gfp in MASKS:
             for ctx in CONTEXTS:
-                self.allocs += [SlabOp("kmalloc", gfp=gfp, ctx=ctx, size=n,
-                                       expect=_sleeps(gfp, ctx)) for n in sizes]
+                self.allocs += [SlabOp("kmalloc", gfp=gfp | TYPE_BITS.get(n, 0), ctx=ctx,
+                                       size=n, expect=_sleeps(gfp, ctx)) for n in sizes]
                 self.allocs.append(SlabOp("cache_alloc", gfp=gfp, ctx=ctx, cache=CACHE_NAME,
                                           expect=_sleeps(gfp, ctx)))
                 self.allocs += [Op("alloc", nid=NUMA_NO_NODE, gfp=gfp, order=o, ctx=ctx,
                                    expect=_sleeps(gfp, ctx)) for o in page_orders]
         self.caches = [CACHE_NAME, *dict.fromkeys(
-            sa.kmalloc_slab(n, GFP_KERNEL).name for n in sizes if n <= KMALLOC_MAX_CACHE_SIZE)]
+            kmalloc_cache_name_spec(n, GFP_KERNEL | TYPE_BITS.get(n, 0))
+            for n in sizes if n <= KMALLOC_MAX_CACHE_SIZE)]
         self.shrinks = [SlabOp("shrink", cache=c) for c in self.caches]
+        # kmalloc(0) (in hardirq context with GFP_KERNEL: ZERO_SIZE_PTR comes before
+        # might_alloc) and kfree(ZERO_SIZE_PTR): answered without touching anything
+        self.noops = [SlabOp("kmalloc", gfp=GFP_KERNEL, ctx=Context.HARDIRQ, size=0),
+                      SlabOp("kfree", addr=ZERO_SIZE_PTR)]
 
     def nr_slabs(self, sa: SlabAllocator) -> int:
         """Slabs of the caches the search uses (the boot caches' are left out)."""
@@ -245,7 +286,10 @@ class OpSpace:
         blocks = live_blocks(pa)
         ops: list[Op] = list(self.allocs) if len(model) + len(blocks) < b.max_live else []
         wrong = {CACHE_NAME: sa.kmalloc_slab(8, GFP_KERNEL).name}
-        for addr, (cache, _size) in sorted(model.items()):
+        busy = False
+        for addr, (cache, size) in sorted(model.items()):
+            ops.append(SlabOp("ksize", addr=addr, size=size))
+            busy = busy or cache == CACHE_NAME
             if cache == CACHE_NAME:
                 ops.append(SlabOp("cache_free", addr=addr, cache=cache))
                 ops.append(SlabOp("cache_free", addr=addr, cache=wrong[CACHE_NAME],
@@ -281,6 +325,9 @@ class OpSpace:
         free = next((p for z in pa.zones for p, _o, _m in z.free_blocks()), None)
         if free is not None:
             ops.append(Op("bad_free", pfn=free, order=0, expect=DoubleFreeError))
+        if busy:  # kmem_cache_destroy with live objects: refused, nothing changed
+            ops.append(SlabOp("destroy", cache=CACHE_NAME, expect=CacheBusyError))
+        ops += self.noops
         ops += self.shrinks
         return ops
 
@@ -358,8 +405,6 @@ def model_violations(sa: SlabAllocator, model: Model, boot_live: dict[int, str])
         if cache == LARGE:
             continue
         s = sa.by_name[cache]
-        if cache != CACHE_NAME and sa.kmalloc_slab(size, GFP_KERNEL) is not s:
-            out.append(f"model.class: {addr:#x} of {size} bytes is in {cache}")
         if s.size < size:
             out.append(f"model.class: {addr:#x} of {size} bytes in {s.size}-byte objects")
     large = {a for a, (c, _) in model.items() if c == LARGE}
@@ -483,6 +528,24 @@ def apply_slab_op(sa: SlabAllocator, op: Op, model: Model, cov: Counter[str],
     except KmemError as e:
         raise CheckFailure([f"error.unexpected_{type(e).__name__}"],
                            f"a valid call raised: {e}") from None
+    if (op.kind == "kmalloc" and op.size == 0) or (op.kind == "kfree"
+                                                   and zero_or_null_ptr(op.addr)):
+        if op.kind == "kmalloc" and ret != ZERO_SIZE_PTR:
+            raise CheckFailure(["slab.kmalloc_zero"], f"{op.label()} = {ret!r}, not "
+                               "ZERO_SIZE_PTR")
+        if sa.snapshot() != snap or not mcstate.same(pa, before.capture):
+            raise CheckFailure(["frame.noop"], f"{op.label()} changed the state")
+        cov["kmalloc(0) or kfree(ZERO_SIZE_PTR) answered"] += 1
+        return ret, False
+    if op.kind == "ksize":  # read-only: checked against the promise, the state not compared
+        cache = model[op.addr][0]
+        want = op.size if cache == CACHE_NAME else kmalloc_ksize_spec(op.size)
+        if not isinstance(ret, int) or ret < op.size or (cache != CACHE_NAME and ret != want):
+            raise CheckFailure(["slab.ksize"], f"{op.label()} = {ret} for an object of "
+                               f"{op.size} bytes from {cache}: want "
+                               f"{'at least ' if cache == CACHE_NAME else ''}{want}")
+        cov["ksize answered"] += 1
+        return ret, False
     if live_blocks(pa) != before.live:
         raise CheckFailure(["frame.pages"], f"{op.label()} changed alloc_pages blocks")
     if op.kind in ("kmalloc", "cache_alloc"):
@@ -499,7 +562,9 @@ def apply_slab_op(sa: SlabAllocator, op: Op, model: Model, cov: Counter[str],
             model[ret] = (LARGE, op.size)
             cov["large kmalloc succeeded"] += 1
         else:
-            model[ret] = (sa.kmalloc_slab(op.size, op.gfp).name, op.size)
+            # the cache the spec names (kmalloc_type, size class): model_violations then
+            # finds the object in it or reports model.live_objects
+            model[ret] = (kmalloc_cache_name_spec(op.size, op.gfp), op.size)
             cov["kmalloc succeeded"] += 1
     elif op.kind in ("kfree", "cache_free"):
         cache, _ = model.pop(op.addr)
@@ -519,6 +584,11 @@ def _call(sa: SlabAllocator, op: SlabOp) -> object:
     if op.kind == "cache_free":
         sa.kmem_cache_free(op.cache, op.addr, cpu=op.cpu)
         return None
+    if op.kind == "ksize":
+        return sa.ksize(op.addr)
+    if op.kind == "destroy":
+        sa.kmem_cache_destroy(op.cache, cpu=op.cpu)
+        return None
     return sa.kmem_cache_shrink(op.cache, cpu=op.cpu)
 
 
@@ -527,7 +597,7 @@ def _describe(op: Op, ret: object) -> str:
         return f"{op.label()} -> {op.expect.__name__}"
     if op.kind in ("kmalloc", "cache_alloc", "alloc"):
         return f"{op.label()} -> {'None' if ret is None else hex(ret)}"  # type: ignore[arg-type]
-    if op.kind == "shrink":
+    if op.kind in ("shrink", "ksize"):
         return f"{op.label()} -> {ret}"
     return op.label()
 
@@ -761,8 +831,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'none' if bounds.budget_s is None else f'{bounds.budget_s:g} s'}")
     print(f"  ops: kmalloc {list(sizes)}, kmem_cache_alloc, alloc_pages orders "
           f"{list(orders)} x {{GFP_KERNEL, GFP_ATOMIC}} x {{process, hardirq}}; kfree, "
-          "kmem_cache_free, free_pages of every live thing; double, interior, wrong-cache, "
-          "wrong-owner and wrong-order frees; kmem_cache_shrink", flush=True)
+          "kmem_cache_free, free_pages and ksize of every live thing; double, interior, "
+          "wrong-cache, wrong-owner and wrong-order frees; kmem_cache_shrink; "
+          "kmem_cache_destroy with live objects", flush=True)
     print("  checked in every new state: spec/slab_state.py, spec/invariants.py (block "
           "encodings), the model (live set, classes, large kmallocs, no overlap); per step: "
           "errors leave the snapshot unchanged, page step properties", flush=True)

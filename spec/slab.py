@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from spec.gfp import __GFP_ACCOUNT, __GFP_DMA, __GFP_RECLAIMABLE
 from spec.layout import PAGE_SHIFT, PAGE_SIZE
 
 # --- include/linux/slab.h (x86-64, SLUB) ------------------------------------------------------
@@ -124,6 +125,13 @@ def parse_slab_flags(text: str) -> int:
 
 # --- the rules callers rely on -----------------------------------------------------------------
 
+def zero_or_null_ptr(addr: int) -> bool:
+    """ZERO_OR_NULL_PTR(): NULL or ZERO_SIZE_PTR, what kmalloc(0) returns (before any check
+    of the mask or the context: __do_kmalloc_node returns it first). kfree(), ksize() and
+    krealloc() take such a pointer as no object at all (include/linux/slab.h)."""
+    return addr <= ZERO_SIZE_PTR
+
+
 def kmalloc_class_spec(size: int) -> int:
     """The object size kmalloc(size) must come from: the smallest class that holds ``size``
     bytes, for 1 <= size <= KMALLOC_MAX_CACHE_SIZE (include/linux/slab.h kmalloc())."""
@@ -131,6 +139,24 @@ def kmalloc_class_spec(size: int) -> int:
         if size <= c:
             return c
     raise ValueError(f"size {size} is above KMALLOC_MAX_CACHE_SIZE")
+
+
+def kmalloc_cache_name_spec(size: int, gfp: int) -> str:
+    """The kmalloc cache kmalloc(size, gfp) must take its object from, for 1 <= size <=
+    KMALLOC_MAX_CACHE_SIZE: the type by kmalloc_type()'s priorities (__GFP_DMA: dma-kmalloc-,
+    then __GFP_RECLAIMABLE: kmalloc-rcl-, then __GFP_ACCOUNT: kmalloc-cg-, else kmalloc-;
+    include/linux/slab.h, ZONE_DMA and MEMCG set, no RANDOM_KMALLOC_CACHES) and the size
+    class, named as kmalloc_info[] names it (kmalloc-96, kmalloc-rcl-1k, dma-kmalloc-8k)."""
+    c = kmalloc_class_spec(size)
+    if gfp & __GFP_DMA:
+        kind = KMALLOC_DMA
+    elif gfp & __GFP_RECLAIMABLE:
+        kind = KMALLOC_RECLAIM
+    elif gfp & __GFP_ACCOUNT:
+        kind = KMALLOC_CGROUP
+    else:
+        kind = KMALLOC_NORMAL
+    return KMALLOC_TYPE_PREFIX[kind] + (f"{c >> 10}k" if c >= 1024 else str(c))
 
 
 def kmalloc_align_spec(size: int) -> int:
@@ -141,6 +167,16 @@ def kmalloc_align_spec(size: int) -> int:
         return PAGE_SIZE
     c = kmalloc_class_spec(size)
     return max(ARCH_KMALLOC_MINALIGN, c & -c)
+
+
+def kmalloc_ksize_spec(size: int) -> int:
+    """What ksize() must answer for a live kmalloc(size) object, 1 <= size <= KMALLOC_MAX_SIZE:
+    its size class up to KMALLOC_MAX_CACHE_SIZE (slab_ksize(): s->size, which is the class
+    for kmalloc caches), the whole 2^order pages above (__ksize(): folio_size()). At least
+    ``size``: the caller may use all of it (mm/slab_common.c __ksize, mm/slub.c slab_ksize)."""
+    if size <= KMALLOC_MAX_CACHE_SIZE:
+        return kmalloc_class_spec(size)
+    return PAGE_SIZE << kmalloc_large_order_spec(size)
 
 
 def kmalloc_large_order_spec(size: int) -> int:

@@ -84,15 +84,23 @@ def inv_freelist(st: SlabState) -> list[str]:
     return out
 
 
+def slab_objects_spec(order: int, size: int) -> int:
+    """How many objects a slab of 2^order pages holds at a stride of ``size`` bytes: as many
+    as fit (mm/slub.c order_objects(): slab->objects = (PAGE_SIZE << order) / size)."""
+    return (PAGE_SIZE << order) // size
+
+
 @slab_invariant("slab.geometry",
                 "A slab is one block of 2^order pages owned by the slab allocator, holding "
-                "`objects` objects at the cache's stride, all inside the block.",
-                "mm/slub.c allocate_slab(), oo_make(); mm/slab.h struct slab")
+                "`objects` objects at the cache's stride: as many as fit in the block, at "
+                "least one.",
+                "mm/slub.c allocate_slab(), order_objects(), oo_make(); mm/slab.h struct slab")
 def inv_geometry(st: SlabState) -> list[str]:
-    return [f"{s.cache} slab {s.pfn:#x}: {s.objects} x {s.size} bytes do not fit or pages "
-            f"are not the slab's ({s.page_owner}, order {s.page_order})"
+    return [f"{s.cache} slab {s.pfn:#x}: {s.objects} objects of {s.size} bytes in 2^{s.order} "
+            f"pages (as many as fit: {slab_objects_spec(s.order, s.size)}), or pages not the "
+            f"slab's ({s.page_owner}, order {s.page_order})"
             for s in st.slabs
-            if s.objects * s.size > PAGE_SIZE << s.order or s.objects < 1
+            if s.objects != slab_objects_spec(s.order, s.size) or s.objects < 1
             or s.page_owner != "slab" or s.page_order != s.order or s.pfn % (1 << s.order)]
 
 

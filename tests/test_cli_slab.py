@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from impl.slab_common import parse_slabinfo
+
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE = ROOT / "tests" / "fixtures" / "linux-6.12" / "1node-4cpu-1g"
 
@@ -28,8 +30,8 @@ def test_show_slabinfo_with_a_real_slabinfo_prints_its_caches_and_geometry(tmp_p
     p = run("show", "slabinfo", "--machine", str(machine), "--slabinfo",
             str(CAPTURE / "slabinfo"))
     assert p.returncode == 0, p.stderr
-    real = [ln.split() for ln in (CAPTURE / "slabinfo").read_text().splitlines()[2:]]
-    mine = [ln.split() for ln in p.stdout.splitlines()[2:]]
+    real = parse_slabinfo((CAPTURE / "slabinfo").read_text(), "capture")
+    mine = parse_slabinfo(p.stdout, "kmemspec show slabinfo")  # the same strict parser
     assert [r[0] for r in mine] == [r[0] for r in real]
     assert [r[3:6] for r in mine] == [r[3:6] for r in real]
 
@@ -80,6 +82,6 @@ def test_machine_file_names_its_slabinfo() -> None:
     slabinfo's caches, so `show slabinfo` prints the real cache list and geometry."""
     p = run("show", "slabinfo", "--machine", str(ROOT / "machines" / "qemu-4cpu-1g.json"))
     assert p.returncode == 0, p.stderr
-    real = [ln.split() for ln in (CAPTURE / "slabinfo").read_text().splitlines()[2:]]
-    mine = [ln.split() for ln in p.stdout.splitlines()[2:]]
+    real = parse_slabinfo((CAPTURE / "slabinfo").read_text(), "capture")
+    mine = parse_slabinfo(p.stdout, "kmemspec show slabinfo")
     assert [(r[0], r[3:6]) for r in mine] == [(r[0], r[3:6]) for r in real]

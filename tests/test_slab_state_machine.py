@@ -25,6 +25,7 @@ from impl.abstraction import abstract
 from impl.machine import MachineConfig
 from impl.page_alloc import PageAllocator
 from impl.slab_common import SlabAllocator, abstract_slabs
+from proofs.seeded_slab_bugs import SEEDED_SLAB_BUGS
 from spec.context import Context
 from spec.errors import KmemError, SleepInAtomicError
 from spec.gfp import (
@@ -39,7 +40,7 @@ from spec.gfp import (
     gfpflags_allow_blocking,
 )
 from spec.invariants import violated
-from spec.layout import PAGE_SHIFT, PAGE_SIZE
+from spec.layout import PAGE_SHIFT
 from spec.slab import (
     KMALLOC_CLASSES,
     KMALLOC_MAX_CACHE_SIZE,
@@ -48,8 +49,9 @@ from spec.slab import (
     SLAB_RECLAIM_ACCOUNT,
     SLAB_TYPESAFE_BY_RCU,
     ZERO_SIZE_PTR,
-    kmalloc_class_spec,
-    kmalloc_large_order_spec,
+    kmalloc_align_spec,
+    kmalloc_cache_name_spec,
+    kmalloc_ksize_spec,
 )
 from spec.slab_state import slab_violations
 from tests import hypothesis_profiles
@@ -75,8 +77,6 @@ def allocator_class() -> type[SlabAllocator]:
     name = os.environ.get(SEEDED_ENV)
     if not name:
         return SlabAllocator
-    from proofs.seeded_slab_bugs import SEEDED_SLAB_BUGS
-
     return SEEDED_SLAB_BUGS[name].cls
 
 
@@ -123,17 +123,21 @@ class SlabMachine(RuleBasedStateMachine):
             return
         addr = self.sa.kmalloc_node(size, gfp, nid, cpu=cpu, ctx=ctx)
         if size == 0:
-            assert addr == ZERO_SIZE_PTR
+            assert addr == ZERO_SIZE_PTR, f"slab.kmalloc_zero: kmalloc(0) = {addr!r}"
             return
         if addr is None:
             return
         if size <= KMALLOC_MAX_CACHE_SIZE:
-            assert self.sa.ksize(addr) == kmalloc_class_spec(size)
-            c = kmalloc_class_spec(size)
-            assert addr % (c & -c if c & (c - 1) == 0 else 8) == 0
-        else:
-            assert addr % PAGE_SIZE == 0
-            assert self.sa.ksize(addr) == PAGE_SIZE << kmalloc_large_order_spec(size)
+            got = self.sa.lookup_object(addr)[0].cache.name
+            want = kmalloc_cache_name_spec(size, gfp)
+            assert got == want, f"slab.kmalloc_cache: kmalloc({size}) from {got}, want {want}"
+        ks = self.sa.ksize(addr)
+        assert ks == kmalloc_ksize_spec(size), (
+            f"slab.ksize: ksize({addr:#x}) = {ks} for kmalloc({size}), want "
+            f"{kmalloc_ksize_spec(size)}")
+        assert addr % kmalloc_align_spec(size) == 0, (
+            f"kmalloc.alignment: kmalloc({size}) = {addr:#x}, not aligned to "
+            f"{kmalloc_align_spec(size)}")
         if gfp & THISNODE and nid >= 0:
             pfn = (addr - self.sa.pages.page_offset) >> PAGE_SHIFT
             z = self.sa.pages.zone_of_pfn(pfn)
@@ -217,7 +221,8 @@ class SlabMachine(RuleBasedStateMachine):
         assert name is not None
         wrong = [c for c in self.caches if c != name]
         if len(wrong) > 0 and data.draw(st.booleans()):
-            assert self._raises(self.sa.kmem_cache_free, wrong[0], addr) is not None
+            assert self._raises(self.sa.kmem_cache_free, wrong[0], addr) is not None, (
+                f"kmem_cache_free({wrong[0]}, {addr:#x}) of an object of {name} accepted")
             return
         self.objs.pop(addr)
         self.sa.kmem_cache_free(name, addr, cpu=data.draw(st.sampled_from(self.sa.cpus)))
@@ -232,7 +237,9 @@ class SlabMachine(RuleBasedStateMachine):
             return
         busy = any(c == name for _, c in self.objs.values())
         e = self._raises(self.sa.kmem_cache_destroy, name)
-        assert (e is not None) == busy
+        assert (e is not None) == busy, (
+            f"kmem_cache_destroy({name}) with live objects accepted" if busy else
+            f"kmem_cache_destroy({name}) of an empty cache refused: {e}")
         if not busy:
             del self.caches[name]
 
@@ -302,7 +309,8 @@ def _rule_of(e: BaseException) -> str:
     """The invariant or check a failure broke, from its message."""
     text = str(e)
     for name in ("slab.freelist_sound", "slab.geometry", "slab.one_place", "slab.inuse",
-                 "slab.node_counters", "slab.disjoint", "slab.discard"):
+                 "slab.node_counters", "slab.disjoint", "slab.discard", "slab.ksize",
+                 "slab.kmalloc_cache", "slab.kmalloc_zero"):
         if name in text:
             return name
     if "overlap" in text:
@@ -325,12 +333,12 @@ def test_slab_state_machine() -> None:
         raise
 
 
-@pytest.mark.parametrize("bug", ["slab-free-forgets-inuse", "deactivate-drops-cpu-freelist",
-                                 "slab-no-double-free-check", "discard-keeps-node-count"])
+@pytest.mark.parametrize("bug", sorted(b for b, s in SEEDED_SLAB_BUGS.items() if s.statemachine))
 def test_seeded_slab_bug_is_caught(bug: str, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     """Each seeded slab bug makes the state machine fail, naming a rule."""
     monkeypatch.setenv(SEEDED_ENV, bug)
+    monkeypatch.setenv("KMEMSPEC_SHRINK_SECONDS", "2")  # found is enough: shrink briefly
     with pytest.raises(Exception):  # noqa: B017 - any failure of the machine counts
         test_slab_state_machine()
     assert RULE_PREFIX in capsys.readouterr().out
