@@ -11,6 +11,9 @@ does what mm/memory.c does to their page tables (impl/pgtable.py):
   GFP_HIGHUSER_MOVABLE page (``wp_page_copy``) and drops a reference on the old one.
 * ``zap_pte_range`` (munmap, exit): clears each present PTE and drops the mapping's reference;
   the page goes back to the buddy allocator only with its last reference (``put_page``).
+  munmap (and MAP_FIXED over a mapping) then frees the page tables no remaining VMA shares
+  (``free_pgtables`` -> ``free_pgd_range``); munmap of a range where nothing is mapped is a
+  no-op returning 0, as in Linux.
 * ``vm_insert_page`` (a driver's mmap of kernel pages: takes a reference, no COW, VM_MIXEDMAP)
   and ``remap_pfn_range`` (raw pfns, VM_IO|VM_PFNMAP, special PTEs, no reference).
 
@@ -28,6 +31,7 @@ model, one mm per process (no CLONE_VM threads). Page contents are a few words p
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from impl.mmap import (
@@ -38,10 +42,12 @@ from impl.mmap import (
     MAP_SHARED,
     MAX_MAP_COUNT,
     MM,
+    MMAP_MIN_ADDR,
     PROT_READ,
     PROT_WRITE,
     VM_DONTDUMP,
     VM_DONTEXPAND,
+    VM_EXEC,
     VM_IO,
     VM_MIXEDMAP,
     VM_PFNMAP,
@@ -49,12 +55,14 @@ from impl.mmap import (
     VM_SHARED,
     VM_WRITE,
     VMA,
+    MapsLine,
     calc_vm_flags,
     check_user_addr,
     check_user_range,
     format_vm_flags,
     is_cow_mapping,
     page_align,
+    render_maps,
     vm_get_page_prot,
 )
 from impl.page_alloc import OWNER_PAGES, PageAllocator
@@ -211,7 +219,10 @@ class UserMemory:
         if vma is None:
             raise SegfaultError(f"pid {pid}: {kind} fault at {va:#x} outside every VMA: SIGSEGV "
                                 "(SEGV_MAPERR)")
-        if not vma.vm_flags & (VM_WRITE if write else VM_READ):
+        # arch/x86/mm/fault.c access_error(): a write needs VM_WRITE; a read of a page not
+        # present needs any access at all (vma_is_accessible: x86 cannot map write-only or
+        # execute-only, so such a mapping reads), PROT_NONE none
+        if not vma.vm_flags & (VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC):
             raise SegfaultError(f"pid {pid}: {kind} fault at {va:#x} in {vma!r}: SIGSEGV "
                                 "(SEGV_ACCERR, access_error())")
         pfn = mm.ptes.get(addr)
@@ -299,21 +310,25 @@ class UserMemory:
                                       "a positive integer (-EINVAL)")
         if type(prot) is not int or prot & ~(PROT_READ | PROT_WRITE | 0x4):
             raise BadUserAddressError(f"mmap: bad prot {prot!r} (-EINVAL)")
-        if type(flags) is not int or not flags & MAP_ANONYMOUS or (
-                flags & (MAP_SHARED | MAP_PRIVATE)) != MAP_PRIVATE:
-            raise MmError(f"mmap: flags {flags!r}: only MAP_PRIVATE|MAP_ANONYMOUS memory is "
+        if type(flags) is not int or not flags & (MAP_SHARED | MAP_PRIVATE):
+            raise BadUserAddressError(f"mmap: flags {flags!r}: neither MAP_SHARED nor "
+                                      "MAP_PRIVATE (do_mmap: -EINVAL)")
+        if not flags & MAP_ANONYMOUS or (flags & (MAP_SHARED | MAP_PRIVATE)) != MAP_PRIVATE:
+            raise MmError(f"mmap: flags {flags:#x}: only MAP_PRIVATE|MAP_ANONYMOUS memory is "
                           "modelled (no files, no shmem)")
         length = page_align(length)
         if flags & MAP_FIXED:
             check_user_range("mmap(MAP_FIXED)", addr, length, mm.task_size)
+            if addr < MMAP_MIN_ADDR:  # __get_unmapped_area -> security_mmap_addr
+                raise BadUserAddressError(
+                    f"mmap(MAP_FIXED)({addr:#x}, {length:#x}): below vm.mmap_min_addr "
+                    f"{MMAP_MIN_ADDR:#x} (cap_mmap_addr: -EPERM without CAP_SYS_RAWIO)")
             extra = 1 + mm.splits_needed(addr, addr + length) if mm.overlapping(
                 addr, addr + length) else 1
             if len(mm.vmas) + extra > MAX_MAP_COUNT:
                 raise BadUserAddressError(f"mmap: vm.max_map_count {MAX_MAP_COUNT} (-ENOMEM)")
             if mm.overlapping(addr, addr + length):
-                self.zap_range(mm, addr, addr + length)
-                mm.remove_range(addr, addr + length)
-                self._forget_buffer_maps(pid, addr, addr + length)
+                self._unmap(mm, addr, addr + length)  # vms_clean_up_area()
             start = addr
         else:
             if len(mm.vmas) >= MAX_MAP_COUNT:
@@ -324,14 +339,28 @@ class UserMemory:
         return start
 
     def munmap(self, pid: int, addr: int, length: int) -> int:
-        """do_munmap(): split the VMAs at the range ends, zap the PTEs (dropping each page's
-        reference), unlink the VMAs. Returns the number of pages unmapped."""
+        """do_vmi_munmap(): split the VMAs at the range ends, zap the PTEs (dropping each
+        page's reference), unlink the VMAs. Returns the number of pages unmapped; a valid
+        range where nothing is mapped unmaps nothing (munmap returns 0, as Linux does)."""
         mm = self.mm_of(pid)
-        mm.check_munmap(addr, length)
-        end = addr + page_align(length)
-        n = self.zap_range(mm, addr, end)
-        mm.remove_range(addr, end)
-        self._forget_buffer_maps(pid, addr, end)
+        if not mm.check_munmap(addr, length):
+            return 0
+        return self._unmap(mm, addr, addr + page_align(length))
+
+    def _unmap(self, mm: MM, start: int, end: int) -> int:
+        """vms_complete_munmap_vmas() of [start, end): zap the PTEs (unmap_vmas), split and
+        unlink the VMAs, then free_pgtables(): the page tables of the unmapped pieces that no
+        remaining VMA shares (floor: the end of the VMA below, ceiling: the start of the VMA
+        above, 0 for none, as vms->unmap_start/unmap_end). Returns the pages unmapped."""
+        vs = mm.overlapping(start, end)
+        lo, hi = max(vs[0].vm_start, start), min(vs[-1].vm_end, end)
+        n = self.zap_range(mm, start, end)
+        mm.remove_range(start, end)
+        self._forget_buffer_maps(mm.pid, start, end)
+        i = bisect_right(mm.starts, start)
+        floor = mm.vmas[i - 1].vm_end if i > 0 else 0  # FIRST_USER_ADDRESS
+        ceiling = mm.vmas[i].vm_start if i < len(mm.vmas) else 0  # USER_PGTABLES_CEILING
+        self.pgd(mm).free_pgd_range(lo, hi, floor, ceiling)
         return n
 
     def _forget_buffer_maps(self, pid: int, start: int, end: int) -> None:
@@ -480,8 +509,7 @@ class UserMemory:
             for i, pfn in enumerate(b.pfns):
                 self.vm_insert_page(pid, start + (i << PAGE_SHIFT), pfn, cpu=cpu)
         except MmError:
-            self.zap_range(mm, start, start + b.length)
-            mm.remove_range(start, start + b.length)
+            self._unmap(mm, start, start + b.length)  # the failed mmap's do_munmap
             raise
         b.maps.append((pid, start))
         return start
@@ -502,12 +530,9 @@ class UserMemory:
         device 00:00, inode 0 and a trailing space; a driver mapping is padded to column 73
         and named after a model device file."""
         mm = self.mm_of(pid)
-        out = []
-        for v in mm.vmas:
-            flags = format_vm_flags(v.vm_flags)
-            head = f"{v.vm_start:08x}-{v.vm_end:08x} {flags} 00000000 00:00 0 "
-            out.append(f"{head:<73}/dev/shared_buffer{v.buffer}" if v.buffer >= 0 else head)
-        return "".join(line + "\n" for line in out)
+        return render_maps([MapsLine(v.vm_start, v.vm_end, format_vm_flags(v.vm_flags),
+                                     name=f"/dev/shared_buffer{v.buffer}" if v.buffer >= 0
+                                     else None) for v in mm.vmas])
 
     def rss(self, pid: int) -> tuple[int, int]:
         """(MM_ANONPAGES, MM_FILEPAGES) of a process: its present anonymous and driver PTEs."""

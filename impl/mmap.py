@@ -21,6 +21,7 @@ __split_vma, do_vmi_munmap).
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Final
@@ -33,7 +34,7 @@ from impl.pgtable import (
     PAGE_SHARED,
     PAGE_SHARED_EXEC,
 )
-from spec.errors import BadUserAddressError, UserUnmapError
+from spec.errors import BadUserAddressError
 from spec.layout import PAGE_SHIFT, PAGE_SIZE
 
 # --- layout (arch/x86/include/asm/page_64_types.h, arch/x86/mm/mmap.c) ---------------------------
@@ -120,6 +121,65 @@ def calc_vm_flags(prot: int, flags: int) -> int:
 def is_cow_mapping(vm_flags: int) -> bool:
     """include/linux/mm.h is_cow_mapping(): private and possibly writable."""
     return vm_flags & (VM_SHARED | VM_MAYWRITE) == VM_MAYWRITE
+
+
+# --- /proc/PID/maps (fs/proc/task_mmu.c show_map_vma, show_vma_header_prefix) -------------------
+MAPS_PAD: Final = 25 + 8 * 6 - 1  # seq_setwidth(m, 25 + sizeof(void *) * 6 - 1): 72 columns
+_MAPS_RE: Final = re.compile(r"([0-9a-f]{8,})-([0-9a-f]{8,}) ([r-][w-][x-][sp]) ([0-9a-f]{8,}) "
+                             r"([0-9a-f]{2,}):([0-9a-f]{2,}) (\d+) ")
+
+
+@dataclass(frozen=True)
+class MapsLine:
+    """One line of /proc/PID/maps: the VMA's range, the rwxp/s column, the file offset, the
+    device (major, minor), the inode, and the name (a path, ``[heap]``...; None for an
+    anonymous mapping)."""
+
+    start: int
+    end: int
+    perms: str
+    pgoff: int = 0
+    major: int = 0
+    minor: int = 0
+    inode: int = 0
+    name: str | None = None
+
+
+def render_maps_line(v: MapsLine) -> str:
+    """show_map_vma(): seq_put_hex_ll with a minimum width (8 digits for the range and the
+    offset, 2 for the device numbers), the inode in decimal and a space; a name is preceded by
+    seq_pad(m, ' '): spaces up to column 72 of the line, then one more space."""
+    head = (f"{v.start:08x}-{v.end:08x} {v.perms} {v.pgoff:08x} {v.major:02x}:{v.minor:02x} "
+            f"{v.inode} ")
+    if v.name is None:
+        return head + "\n"
+    return head.ljust(MAPS_PAD) + " " + v.name + "\n"
+
+
+def render_maps(lines: list[MapsLine]) -> str:
+    """The text of /proc/PID/maps."""
+    return "".join(render_maps_line(v) for v in lines)
+
+
+def parse_maps(text: str) -> list[MapsLine]:
+    """Parse /proc/PID/maps strictly (ValueError on anything show_map_vma cannot print)."""
+    out = []
+    for no, line in enumerate(text.splitlines(), 1):
+        m = _MAPS_RE.match(line)
+        if m is None:
+            raise ValueError(f"maps line {no}: {line!r}")
+        rest = line[m.end():]
+        name = None
+        if rest:
+            pad = max(MAPS_PAD - m.end(), 0) + 1
+            if len(rest) <= pad or rest[:pad].strip(" ") or rest[pad] == " ":
+                raise ValueError(f"maps line {no}: the name is not padded to column "
+                                 f"{MAPS_PAD + 1}: {line!r}")
+            name = rest[pad:]
+        out.append(MapsLine(int(m.group(1), 16), int(m.group(2), 16), m.group(3),
+                            int(m.group(4), 16), int(m.group(5), 16), int(m.group(6), 16),
+                            int(m.group(7)), name))
+    return out
 
 
 def format_vm_flags(vm_flags: int) -> str:
@@ -248,16 +308,13 @@ class MM:
         return 1 if len(vs) == 1 and vs[0].vm_start < start and vs[0].vm_end > end else 0
 
     def check_munmap(self, start: int, length: int) -> list[VMA]:
-        """do_munmap()'s checks, before anything changes: page aligned, inside the user range,
-        something mapped there, room for a split. Returns the overlapping VMAs."""
+        """do_vmi_munmap()'s checks, before anything changes: page aligned, inside the user
+        range (-EINVAL), room for a split (-ENOMEM). Returns the overlapping VMAs: none is not
+        an error (vma_find() finds nothing: munmap returns 0 and changes nothing)."""
         check_user_range("munmap", start, length, self.task_size)
         end = start + page_align(length)
         vs = self.overlapping(start, end)
-        if not vs:
-            raise UserUnmapError(f"munmap({start:#x}, {length:#x}): nothing is mapped in "
-                                 f"[{start:#x}, {end:#x}) of pid {self.pid} (Linux returns 0 "
-                                 "and does nothing; the model refuses)")
-        if len(self.vmas) + self.splits_needed(start, end) > MAX_MAP_COUNT:
+        if vs and len(self.vmas) + self.splits_needed(start, end) > MAX_MAP_COUNT:
             raise BadUserAddressError(f"munmap: splitting would exceed vm.max_map_count "
                                       f"{MAX_MAP_COUNT} (-ENOMEM)")
         return vs
@@ -267,7 +324,7 @@ class MM:
         every VMA inside. Callers zap the PTEs first."""
         vs = self.overlapping(start, end)
         for v in vs:
-            i = self.vmas.index(v)
+            i = bisect_right(self.starts, v.vm_start) - 1  # starts are distinct: v's index
             del self.vmas[i], self.starts[i]
             if v.vm_start < start:
                 self.insert_raw(VMA(v.vm_start, start, v.vm_flags, v.vm_page_prot, v.anon,

@@ -6,10 +6,12 @@ A :class:`PageTable` is one tree: init_mm's (the kernel's, ``swapper_pg_dir``) o
 ``mm->pgd``. P4D is folded into the PGD (4-level paging, PTRS_PER_P4D = 1), so a walk is
 PGD -> PUD -> PMD -> PTE. Every table page except the kernel's PGD is a real page of the page
 allocator, allocated on demand with the caller's mask (GFP_PGTABLE_KERNEL or GFP_PGTABLE_USER),
-owned by the tree (``OWNER_PGTABLE`` in ``PageAllocator.allocated``) and, for PUD/PMD/PTE
-tables, counted per node in ``PageAllocator.nr_page_table_pages`` (NR_PAGETABLE: the
-``pagetable_{pud,pmd,pte}_ctor`` of include/linux/mm.h; in 6.12 the PGD is a plain
-``__get_free_pages`` and is not counted).
+owned by the tree (``OWNER_PGTABLE`` in ``PageAllocator.allocated``) and, where the kernel's
+``pagetable_{pud,pmd,pte}_ctor`` (include/linux/mm.h) runs, counted per node in
+``PageAllocator.nr_page_table_pages`` (NR_PAGETABLE): every PUD and PMD table and a process's
+PTE tables; not the PGD (a plain ``__get_free_pages`` in 6.12) nor init_mm's PTE tables
+(6.12's ``pte_alloc_one_kernel`` runs no ctor). The rule is
+:func:`spec.pgtable_state.counted_in_nr_pagetable`.
 
 The kernel's PGD, ``swapper_pg_dir`` (init_top_pgt in arch/x86/kernel/head_64.S), is static in
 the kernel image, not a buddy page: the model's init_mm tree has the sentinel root
@@ -26,8 +28,9 @@ is built from :func:`level_index` and :func:`entry_table_pfn`, which the proofs 
 
 Left out: huge pages (PSE at PUD/PMD level), the L1TF pfn inversion of PROT_NONE entries
 (protnone_mask in pfn_pte), PTI's user PGD copy, the _PAGE_GLOBAL masking PTI applies to
-PAGE_KERNEL, TLB flushing, page-table locks, and freeing of tables emptied by unmapping (the
-kernel keeps them for vmalloc; free_pgtables frees a process's at exit).
+PAGE_KERNEL, TLB flushing and page-table locks. Tables emptied by vunmap stay (the kernel
+keeps init_mm's); a process's go with free_pgd_range() on munmap (the tables no remaining VMA
+shares) and with free_tables() at exit.
 """
 
 from __future__ import annotations
@@ -54,12 +57,15 @@ from spec.layout import (
     PAGE_SHIFT,
     PAGE_SIZE,
     PGDIR_SHIFT,
+    PGDIR_SIZE,
     PMD_SHIFT,
+    PMD_SIZE,
     PTRS_PER_PGD,
     PTRS_PER_PMD,
     PTRS_PER_PTE,
     PTRS_PER_PUD,
     PUD_SHIFT,
+    PUD_SIZE,
     TASK_SIZE_MAX,
     U64_MASK,
     VMALLOC_SIZE,
@@ -70,7 +76,7 @@ from spec.layout import (
 from spec.layout import P4D_SHIFT as P4D_SHIFT  # re-exported, as the kernel's header has it
 from spec.layout import PTRS_PER_P4D as PTRS_PER_P4D  # re-exported
 from spec.logic import And, Bits, If, lshr
-from spec.pgtable_state import tree_violations
+from spec.pgtable_state import counted_in_nr_pagetable, tree_violations
 
 # --- PTE bits (arch/x86/include/asm/pgtable_types.h) -------------------------------------------
 _PAGE_BIT_PRESENT: Final = 0
@@ -257,8 +263,8 @@ class PageTable:
         self.levels: dict[int, int] = {}  # table pfn -> PGD_LEVEL..PTE_LEVEL
         self.nr_present = 0  # present PTEs (the mm's rss, for every mapping kind)
         # va >> PMD_SHIFT -> the PTE table a walk of that 2 MiB region reaches: a software
-        # TLB of page-table pages, valid because tables are freed only by free_tables()
-        # (checked by violations(), "pgtable.cache")
+        # TLB of page-table pages, emptied whenever a table is freed (free_tables,
+        # free_pgd_range; checked by violations(), "pgtable.cache")
         self._pt_cache: dict[int, list[int]] = {}
         self._prots_ok: set[int] = set()  # protections map_pages found valid (pte_args_ok)
         self.freed = False
@@ -273,7 +279,7 @@ class PageTable:
             if pfn is None:
                 raise PageTableNoMemError("pgd_alloc: -ENOMEM (no order-"
                                           f"{PGD_ALLOCATION_ORDER} block for the PGD)")
-            self._own(pfn, count=False)
+            self._own(pfn, count=counted_in_nr_pagetable(PGD_LEVEL, True))
             self.root = pfn
         root = [0] * PTRS_PER_PGD
         if kernel is not None:
@@ -298,12 +304,13 @@ class PageTable:
 
     def _alloc_table(self, level: int, gfp: int, cpu: int, ctx: Context | None) -> int:
         """pud/pmd/pte_alloc_one(): one zeroed page on the local node (pagetable_alloc is
-        alloc_pages(gfp, 0)), constructed (pagetable_*_ctor: NR_PAGETABLE)."""
+        alloc_pages(gfp, 0)), counted in NR_PAGETABLE where its ctor runs
+        (counted_in_nr_pagetable: not init_mm's PTE tables in 6.12)."""
         pfn = self.pa.alloc_pages_node(NUMA_NO_NODE, gfp, 0, cpu=cpu, ctx=ctx)
         if pfn is None:
             raise PageTableNoMemError(f"__{LEVEL_NAMES[level]}_alloc: -ENOMEM (no page for a "
                                       f"{LEVEL_NAMES[level].upper()} table)")
-        self._own(pfn, count=True)
+        self._own(pfn, count=counted_in_nr_pagetable(level, self.user))
         self.tables[pfn] = [0] * PTRS_PER_PTE
         self.levels[pfn] = level
         return pfn
@@ -548,8 +555,29 @@ class PageTable:
         return {p for p in self.tables if p != SWAPPER_PG_DIR}
 
     def counted_table_pfns(self) -> set[int]:
-        """The tables counted in NR_PAGETABLE: every PUD, PMD and PTE table (not the PGD)."""
-        return {p for p, lv in self.levels.items() if lv != PGD_LEVEL}
+        """The tables counted in NR_PAGETABLE (counted_in_nr_pagetable): every PUD and PMD
+        table, a process's PTE tables; not the PGD, not init_mm's PTE tables."""
+        user = self.user
+        return {p for p, lv in self.levels.items() if counted_in_nr_pagetable(lv, user)}
+
+    def table_spans(self) -> list[tuple[int, int, int]]:
+        """(table pfn, level, first address it maps) of every table of this tree's own half
+        (a walk from the root: for invariants)."""
+        out = [(self.root, PGD_LEVEL, 0)]
+        stack = [(self.root, PGD_LEVEL, 0)]
+        while stack:
+            pfn, level, base = stack.pop()
+            if level == PTE_LEVEL:
+                continue
+            t = self.tables[pfn]
+            rng = self._pgd_range() if level == PGD_LEVEL else range(PTRS_PER_PTE)
+            for i in rng:
+                if entry_present(t[i]):
+                    child = (int(entry_table_pfn(t[i])), level + 1,
+                             base + (i << LEVEL_SHIFTS[level]))
+                    out.append(child)
+                    stack.append(child)
+        return out
 
     def _pgd_range(self) -> range:
         return range(KERNEL_PGD_BOUNDARY) if self.user else range(PTRS_PER_PGD)
@@ -613,14 +641,116 @@ class PageTable:
                 pmd = tables[pmd_pfn]
                 for k in range(PTRS_PER_PMD):
                     if entry_present(pmd[k]):
-                        self._release(entry_table_pfn(pmd[k]), count=True)
-                self._release(pmd_pfn, count=True)
-            self._release(pud_pfn, count=True)
-        self._release(self.root, count=False)
+                        self._release(entry_table_pfn(pmd[k]),
+                                      count=counted_in_nr_pagetable(PTE_LEVEL, True))
+                self._release(pmd_pfn, count=counted_in_nr_pagetable(PMD_LEVEL, True))
+            self._release(pud_pfn, count=counted_in_nr_pagetable(PUD_LEVEL, True))
+        self._release(self.root, count=counted_in_nr_pagetable(PGD_LEVEL, True))
         self.tables = {}
         self.levels = {}
         self._pt_cache = {}
         self.freed = True
+
+    def free_pgd_range(self, addr: int, end: int, floor: int, ceiling: int) -> int:
+        """mm/memory.c free_pgd_range() on a process tree, after the range was zapped: free
+        the PTE tables of [addr, end) and the PMD and PUD tables above them whose whole span
+        lies in [floor, ceiling) (no other VMA can use them: ``floor`` is the end of the VMA
+        below, 0 for none; ``ceiling`` the start of the VMA above, 0 for the top), with the
+        kernel's arithmetic modulo 2^64. Returns how many tables were freed. A table to be
+        freed that still maps a page is PageTableBusyError, before anything changes."""
+        self._check_live()
+        if not self.user:
+            raise PageTableError("free_pgd_range is for process page tables")
+        plan = self._free_plan(addr, end, floor, ceiling)
+        for _, _, pfn, level in plan:
+            if level == PTE_LEVEL and any(self.tables[pfn]):
+                raise PageTableBusyError(f"free_pgd_range: the PTE table {pfn:#x} still maps "
+                                         "pages (zap the range first)")
+        freed = 0
+        for parent, i, pfn, level in plan:  # children before their parents, as the kernel
+            if level != PTE_LEVEL and any(self.tables[pfn]):
+                continue  # still has a child outside the range (the kernel has none there)
+            self.tables[parent][i] = 0
+            del self.tables[pfn], self.levels[pfn]
+            self._release(pfn, count=counted_in_nr_pagetable(level, True))
+            freed += 1
+        if freed:
+            self._pt_cache = {}  # a cached PTE table may be gone
+        return freed
+
+    def _free_plan(self, addr: int, end: int, floor: int,
+                   ceiling: int) -> list[tuple[int, int, int, int]]:
+        """The tables free_pgd_range() frees, as (parent table, index, table, level)."""
+        m = U64_MASK
+        pmd_mask = m ^ (PMD_SIZE - 1)
+        out: list[tuple[int, int, int, int]] = []
+        addr &= pmd_mask
+        if addr < floor:
+            addr = (addr + PMD_SIZE) & m
+            if not addr:
+                return out
+        if ceiling:
+            ceiling &= pmd_mask
+            if not ceiling:
+                return out
+        if (end - 1) & m > (ceiling - 1) & m:
+            end -= PMD_SIZE
+        if addr > (end - 1) & m:
+            return out
+
+        def span_end(a: int, e: int, size: int) -> int:  # pgd/pud/pmd_addr_end()
+            boundary = ((a + size) & m) & (m ^ (size - 1))
+            return boundary if (boundary - 1) & m < (e - 1) & m else e
+
+        def free_upper(a: int, e: int, start: int, mask: int) -> bool:
+            """The tail of free_pmd_range()/free_pud_range(): may the table go?"""
+            start &= mask
+            if start < floor:
+                return False
+            c = ceiling
+            if c:
+                c &= mask
+                if not c:
+                    return False
+            return not (e - 1) & m > (c - 1) & m
+
+        tables = self.tables
+        pgd = tables[self.root]
+        a = addr
+        while True:  # free_pgd_range -> free_p4d_range (folded) -> free_pud_range
+            nxt = span_end(a, end, PGDIR_SIZE)
+            gi = int(pgd_index(a))
+            if entry_present(pgd[gi]):
+                pud_pfn = int(entry_table_pfn(pgd[gi]))
+                pud = tables[pud_pfn]
+                start_u, b = a, a
+                while True:  # free_pud_range -> free_pmd_range
+                    nxt_u = span_end(b, nxt, PUD_SIZE)
+                    ui = int(pud_index(b))
+                    if entry_present(pud[ui]):
+                        pmd_pfn = int(entry_table_pfn(pud[ui]))
+                        pmd = tables[pmd_pfn]
+                        start_m, c2 = b, b
+                        while True:  # free_pmd_range -> free_pte_range
+                            nxt_m = span_end(c2, nxt_u, PMD_SIZE)
+                            mi = int(pmd_index(c2))
+                            if entry_present(pmd[mi]):
+                                out.append((pmd_pfn, mi, int(entry_table_pfn(pmd[mi])),
+                                            PTE_LEVEL))
+                            c2 = nxt_m
+                            if c2 == nxt_u:
+                                break
+                        if free_upper(b, nxt_u, start_m, m ^ (PUD_SIZE - 1)):
+                            out.append((pud_pfn, ui, pmd_pfn, PMD_LEVEL))
+                    b = nxt_u
+                    if b == nxt:
+                        break
+                # P4D folded: P4D_MASK is PGDIR_MASK, p4d_clear clears the PGD entry
+                if free_upper(a, nxt, start_u, m ^ (PGDIR_SIZE - 1)):
+                    out.append((self.root, gi, pud_pfn, PUD_LEVEL))
+            a = nxt
+            if a == end:
+                return out
 
     def preallocate_vmalloc_pages(self, gfp: int = GFP_PGTABLE_KERNEL, cpu: int = 0) -> int:
         """preallocate_vmalloc_pages() (arch/x86/mm/init_64.c, from mem_init): the PUD table

@@ -239,7 +239,12 @@ def zoneinfo_stanzas(a: PageAllocator) -> list[ZoneStanza]:
             per_node = None
             if z is not None and z.present > 0 and first_populated:
                 first_populated = False
-                model_node = {"nr_inactive_file": len(node.lru), "nr_file_pages": len(node.lru)}
+                model_node = {"nr_inactive_file": len(node.lru), "nr_file_pages": len(node.lru),
+                              "nr_page_table_pages": a.nr_page_table_pages[node.nid]}
+                from impl.slab_common import slab_pages_by_node  # slab and large kmalloc pages
+
+                rec, unrec = slab_pages_by_node(a).get(node.nid, (0, 0))
+                model_node.update(nr_slab_reclaimable=rec, nr_slab_unreclaimable=unrec)
                 per_node = [(k, model_node.get(k, 0)) for k in NODE_STAT_ITEMS]
             if z is None:
                 w = empty[(node.nid, idx)]

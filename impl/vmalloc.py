@@ -73,6 +73,7 @@ from impl.pgtable import (
     entry_present,
     entry_table_pfn,
     level_index,
+    pte_index,
     pte_pfn,
     pte_present,
 )
@@ -111,7 +112,6 @@ from spec.layout import (
     PAGE_SHIFT,
     PAGE_SIZE,
     PMD_SHIFT,
-    PTRS_PER_PTE,
     is_vmalloc_addr,
 )
 from spec.logic import And, Bits, If, Not, _sym
@@ -913,15 +913,18 @@ class Vmalloc:
         The PGD/PUD/PMD part of the walk is cached per 2 MiB (a paging-structure cache):
         init_mm's PTE tables are never freed, and a cached table is used only while it is
         still the tree's table of that pfn (so a restored snapshot is never read stale)."""
-        if type(addr) is not int or not self.vmalloc_start <= addr < self.vmalloc_end:
-            raise VmallocError(f"vmalloc_to_page({addr!r}): not a vmalloc address "
+        # is_vmalloc_addr() inline (tests/test_vm_views.py compares it with the proved
+        # spec.layout function at the range's edges): the range's last byte is not one
+        if type(addr) is not int or not self.vmalloc_start <= addr < self.kernel_vmalloc_end:
+            what = f"{addr:#x}" if type(addr) is int else repr(addr)
+            raise VmallocError(f"vmalloc_to_page({what}): not a vmalloc address "
                                "(VM_BUG_ON(!is_vmalloc_or_module_addr))")
         hit = self._pte_cache.get(addr >> PMD_SHIFT)
         if hit is None or self.pgtable.tables.get(hit[0]) is not hit[1]:
             hit = self._walk_pmd(addr)
             if hit is None:
                 return None
-        pte = hit[1][(addr >> PAGE_SHIFT) & (PTRS_PER_PTE - 1)]
+        pte = hit[1][pte_index(addr)]  # the proved index (proofs/pgtable.py index_split)
         if not pte_present(pte):
             return None
         return int(pte_pfn(pte))
@@ -985,16 +988,22 @@ class Vmalloc:
         return render_vmallocinfo(self.vmallocinfo_lines())
 
     def meminfo_items(self) -> list[tuple[str, int, bool]]:
-        """The vmalloc lines of /proc/meminfo (fs/proc/meminfo.c): VmallocTotal is
-        (VMALLOC_END - VMALLOC_START) >> 10 with the kernel's inclusive end, VmallocUsed
-        vmalloc_nr_pages() in kB, VmallocChunk always 0 (since 5.3)."""
+        """The page-table and vmalloc lines of /proc/meminfo, in its order (fs/proc/meminfo.c
+        meminfo_proc_show): PageTables is NR_PAGETABLE summed over the nodes (the counted
+        tables of every tree: spec.pgtable_state.counted_in_nr_pagetable), SecPageTables 0
+        (no KVM secondary tables); VmallocTotal is (VMALLOC_END - VMALLOC_START) >> 10 with
+        the kernel's inclusive end, VmallocUsed vmalloc_nr_pages() in kB, VmallocChunk always
+        0 (since 5.3)."""
         total = (self.kernel_vmalloc_end - self.vmalloc_start) >> 10
-        return [("VmallocTotal", total, True),
-                ("VmallocUsed", self.nr_vmalloc_pages << (PAGE_SHIFT - 10), True),
+        kb = PAGE_SHIFT - 10
+        return [("PageTables", sum(self.pages.nr_page_table_pages) << kb, True),
+                ("SecPageTables", 0, True),
+                ("VmallocTotal", total, True),
+                ("VmallocUsed", self.nr_vmalloc_pages << kb, True),
                 ("VmallocChunk", 0, True)]
 
     def meminfo(self) -> str:
-        """The vmalloc subset of /proc/meminfo, in the kernel's format."""
+        """The page-table and vmalloc subset of /proc/meminfo, in the kernel's format."""
         return render_meminfo(self.meminfo_items())
 
     # --- bookkeeping --------------------------------------------------------------------------
@@ -1032,8 +1041,8 @@ def abstract_vm(v: Vmalloc) -> VmState:
     state: for tests, state machines and the model checker."""
     pa = v.pages
     dm_start, dm_end = pa.page_offset, pa.page_offset + DIRECT_MAP_SIZE
-    areas = tuple(VmArea(vm.addr, vm.size, not vm.flags & VM_NO_GUARD, tuple(vm.pages))
-                  for vm in v.areas())
+    areas = tuple(VmArea(vm.addr, vm.size, not vm.flags & VM_NO_GUARD, tuple(vm.pages),
+                         vm.requested_size) for vm in v.areas())
     maps = tuple((va, int(pte_pfn(pte))) for va, pte in v.pgtable.mappings()
                  if not dm_start <= va < dm_end)
     return VmState(v.vmalloc_start, v.vmalloc_end, areas, tuple(sorted(v.lazy.items())),

@@ -120,7 +120,8 @@ HELPERS: dict[str, Helper] = {h.qualname: h for h in (
        ("impl.slab_common:SlabAllocator._boot_cache", "impl.slab_common")),
     _h("impl.slub.slab_stride", ("impl.slub:KmemCache.calculate_sizes", "impl.slub")),
     _h("impl.slub.order_objects", ("impl.slub:KmemCache.calculate_sizes", "impl.slub"),
-       ("impl.slub:calculate_order", "impl.slub")),
+       ("impl.slub:calculate_order", "impl.slub"),
+       ("impl.slub:Slub._alloc_slab_page", "impl.slub")),
     _h("impl.vmalloc.vmalloc_context_ok", (f"{VM}:Vmalloc._vmalloc_node_range", VM)),
     _h("impl.vmalloc.vmalloc_page_gfp", (f"{VM}:Vmalloc._vmalloc_node_range", VM)),
     _h("impl.vmalloc.vmalloc_pgtable_gfp", (f"{VM}:Vmalloc._vmalloc_node_range", VM)),
@@ -132,7 +133,8 @@ HELPERS: dict[str, Helper] = {h.qualname: h for h in (
        (f"{PT}:PageTable.preallocate_vmalloc_pages", PT)),
     _h("impl.pgtable.pud_index", (f"{PT}:level_index", PT)),
     _h("impl.pgtable.pmd_index", (f"{PT}:level_index", PT)),
-    _h("impl.pgtable.pte_index", (f"{PT}:level_index", PT), (f"{PT}:PageTable.map_page", PT)),
+    _h("impl.pgtable.pte_index", (f"{PT}:level_index", PT), (f"{PT}:PageTable.map_page", PT),
+       (f"{VM}:Vmalloc.vmalloc_to_pfn", VM)),
     _h("impl.pgtable.page_offset_of", (f"{PT}:PageTable._check_va", PT)),
     _h("impl.pgtable.va_of", (f"{PT}:PageTable.mappings", PT)),
     _h("impl.pgtable.level_index", (f"{PT}:PageTable._pte_table", PT),
@@ -142,9 +144,7 @@ HELPERS: dict[str, Helper] = {h.qualname: h for h in (
     _h("impl.pgtable.ptep_get_and_clear", (f"{PT}:PageTable.unmap_page", PT),
        (f"{PT}:PageTable.unmap_range", PT)),
     _h("spec.layout.direct_map_contains", ("spec.layout:virt_addr_valid", "spec.layout")),
-    _h("spec.layout.is_vmalloc_addr", note="the kernel's is_vmalloc_addr for the default "
-       "layout; impl/vmalloc.py's Vmalloc.is_vmalloc_addr restates it for a machine's own "
-       "vmalloc base (to be wired to this function)"),
+    _h("spec.layout.is_vmalloc_addr", (f"{VM}:Vmalloc.is_vmalloc_addr", VM)),
     _h("spec.layout.virt_addr_valid", note="proof vocabulary for now: "
        "PageAllocator.virt_to_pfn checks the same range with its own comparisons"),
     _h("impl.direct_map.page_to_virt", note="the names virt_to_page/page_to_virt of "

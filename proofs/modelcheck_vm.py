@@ -41,9 +41,10 @@ on abstract_vm), the process invariants (spec/mm_state.py on abstract_mm, and it
 invariant mm.unmovable_stay on every transition), the tree invariants of every page-table
 tree (spec/pgtable_state.py), that the trees' table pages are disjoint and are exactly the
 pages the allocator records as owned by page tables, and that ``nr_page_table_pages`` is the
-number of PUD/PMD/PTE tables of all trees; and the model: the live areas, objects, blocks and
-processes are exactly the model's. Checked on every transition: the expected error type and,
-after an error, the whole state unchanged (the complete key). Vacuity: :data:`WITNESSES`
+number of tables the kernel counts (spec/pgtable_state.py system_violations); and the model:
+the live areas, objects, blocks and processes are exactly the model's. Checked on every
+transition: the expected error type and, after an error, the whole state unchanged (the
+complete key). Vacuity: :data:`WITNESSES`
 must all occur.
 
 State identity (:func:`state_key`): the page allocator's complete key (proofs/mcstate.py),
@@ -64,6 +65,7 @@ proofs/modelcheck.py: 0 clean, 1 violation, 2 a witness never occurred, 3 not ex
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import pickle
 import sys
@@ -75,9 +77,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import impl.fork as impl_fork
 from impl.abstraction import abstract
 from impl.fork import Processes, abstract_mm
 from impl.machine import MachineConfig
+from impl.mmap import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
+    MM,
+    MMAP_BASE,
+    PROT_READ,
+    PROT_WRITE,
+    VM_WRITE,
+    VMA,
+    calc_vm_flags,
+)
 from impl.page_alloc import OWNER_PAGES, PageAllocator
 from impl.pgtable import OWNER_PGTABLE, PageTable
 from impl.slab_common import SlabAllocator, abstract_slabs
@@ -96,8 +111,11 @@ from spec.gfp import GFP_KERNEL
 from spec.invariants import violated
 from spec.layout import PAGE_SIZE
 from spec.mm_state import MmState, mm_step_violations, mm_violations
+from spec.pgtable_state import system_violations as pgtable_system_violations
+from spec.pgtable_state import unused_table_violations
 from spec.slab_state import slab_violations
 from spec.vm_state import vm_violations
+from spec.vma_rules import mmap_effect_violations, munmap_effect_violations
 
 PAGES = 128
 MAX_ORDER = 3
@@ -121,24 +139,30 @@ class VmBounds:
     max_procs: int = 2  # processes created in a run (spawn and fork)
     max_lazy: int = 1
     depth: int | None = None
+    vma_pages: int = 0  # > 0: the VMA operations, with at most this many pages mapped
 
     def text(self) -> str:
         return (f"max_live={self.max_live},max_things={self.max_things},"
                 f"max_procs={self.max_procs},"
-                f"max_lazy={self.max_lazy},depth={self.depth if self.depth is not None else '-'}")
+                f"max_lazy={self.max_lazy},depth={self.depth if self.depth is not None else '-'}"
+                + (f",vma_pages={self.vma_pages}" if self.vma_pages else ""))
 
 
 BOUNDS: dict[str, VmBounds] = {
     "default": VmBounds(max_live=2, max_things=1, max_procs=1),
     "fork": VmBounds(max_live=2, max_things=0, max_procs=2),
     "long": VmBounds(max_live=2, max_things=1, max_procs=2),
+    "vma": VmBounds(max_live=1, max_things=0, max_procs=1, vma_pages=3),
 }
 """The named bounds (``--bounds``): ``default`` interleaves one kernel thing (area, object or
 block) with one process's life; ``fork`` two processes (fork, copy-on-write, exit in either
 order) and no kernel thing; ``long`` (``make verify-long``) one kernel thing with two
-processes. Measured (loaded 2-core sandbox): default 1,712 states, 10,078 transitions, depth
-13 (9.6-11.4 s CPU); fork 84 states (0.4 s CPU); long 31,584 states, 204,461 transitions,
-depth 19 (248 s CPU), each exhausted with every witness."""
+processes; ``vma`` one process whose 2-page VMA grows by read-only and read-write pages
+mapped below it (MAP_FIXED), loses its first or last page to munmap, faults, within 3 mapped
+pages (the spec/vma_rules.py effects of every mmap and munmap). Measured (loaded 2-core
+sandbox): default 1,972 states, 11,477 transitions, depth 14 (10.5-11.8 s CPU); fork 71
+states (0.4 s CPU); vma 271 states, 2,296 transitions, depth 11 (2.1-2.3 s CPU); long 32,472
+states, 208,373 transitions, depth 22 (248 s CPU), each exhausted with every witness."""
 DEFAULT_BOUNDS = BOUNDS["default"]
 
 
@@ -151,6 +175,8 @@ class Model:
     blocks: tuple[int, ...] = ()
     procs: tuple[tuple[int, bool, bool], ...] = ()
     created: int = 0  # processes created so far (spawn and fork)
+    pages: int = 0  # pages mapped by the VMA operations' process (bounds.vma_pages)
+    low: int = 0  # the lowest address the VMA operations mapped (a window: a finite space)
 
     @property
     def live(self) -> int:
@@ -200,7 +226,7 @@ def enabled(lazy: Sequence[int], m: Model, b: VmBounds) -> list[VmOp]:
         ops += [VmOp("vmalloc", 4096), VmOp("kmalloc", 64), VmOp("alloc_pages", 0)]
     more = room and m.created < b.max_procs
     if more:
-        ops.append(VmOp("spawn"))
+        ops.append(VmOp("spawn", 2 if b.vma_pages else 1))
     for a in m.areas:
         ops += [VmOp("vfree", a), VmOp("vfree", a + PAGE_SIZE, VfreeError)]
     for a in lazy:
@@ -216,6 +242,12 @@ def enabled(lazy: Sequence[int], m: Model, b: VmBounds) -> list[VmOp]:
             ops.append(VmOp("fault", pid))
         if mapped:
             ops += [VmOp("munmap", pid), VmOp("fault_outside", pid, SegfaultError)]
+        if b.vma_pages and mapped:
+            ops += [VmOp("munmap_first", pid), VmOp("munmap_last", pid)]
+            if m.pages < b.vma_pages and m.low > MMAP_BASE - (b.vma_pages + 1) * PAGE_SIZE:
+                ops += [VmOp("mmap_below_ro", pid), VmOp("mmap_below_rw", pid)]
+        if b.vma_pages:
+            ops.append(VmOp("munmap_nothing", pid))
         if more:
             ops.append(VmOp("fork", pid))
         ops.append(VmOp("exit", pid))
@@ -231,10 +263,48 @@ def _set_proc(m: Model, pid: int, mapped: bool, faulted: bool) -> Model:
                                   for p, mp, f in m.procs))
 
 
+EFFECT_VIOLATIONS: list[str] = []
+"""The spec/vma_rules.py step rules broken by the last operation (apply clears it)."""
+OP_FACTS: set[str] = set()
+"""What the last operation did beyond its result, for the witnesses (apply clears it)."""
+
+
+def _segments(ps: Processes, pid: int) -> list[tuple[int, int, int]]:
+    return [(v.vm_start, v.vm_end, v.vm_flags) for v in ps.mm_of(pid).vmas]
+
+
+def mmap_checked(ps: Processes, pid: int, length: int, addr: int, prot: int) -> int:
+    """mmap (MAP_FIXED at ``addr`` if non-zero), its effect checked (mm.mmap_effect)."""
+    before = _segments(ps, pid)
+    flags = MAP_PRIVATE | MAP_ANONYMOUS | (MAP_FIXED if addr else 0)
+    start = ps.mmap(pid, length, addr=addr, prot=prot, flags=flags)
+    EFFECT_VIOLATIONS.extend(mmap_effect_violations(
+        before, _segments(ps, pid), start, start + length, calc_vm_flags(prot, flags)))
+    return start
+
+
+def munmap_checked(ps: Processes, pid: int, addr: int, length: int) -> int:
+    """munmap, its effect checked (mm.munmap_effect)."""
+    before = _segments(ps, pid)
+    n = ps.munmap(pid, addr, length)
+    EFFECT_VIOLATIONS.extend(munmap_effect_violations(before, _segments(ps, pid), addr,
+                                                      addr + length))
+    return n
+
+
+def _sync_proc(ps: Processes, m: Model, pid: int) -> Model:
+    """After a VMA operation: the process is mapped/faulted as it now is (what was mapped is
+    the spec/vma_rules.py rules' business)."""
+    mm = ps.mm_of(pid)
+    return _set_proc(m, pid, bool(mm.vmas), bool(mm.ptes))
+
+
 def apply(sysm: System, m: Model, op: VmOp) -> tuple[Model, str]:
     """Run ``op`` on the real classes; the new model and a description of the result."""
     vm, sa, pa, ps = sysm.vm, sysm.sa, sysm.pa, sysm.ps
     k, x = op.kind, op.arg
+    EFFECT_VIOLATIONS.clear()
+    OP_FACTS.clear()
     if k == "vmalloc":
         a = vm.vmalloc(x)
         return (m if a is None else replace(m, areas=(*m.areas, a))), f"{a and hex(a)}"
@@ -260,17 +330,37 @@ def apply(sysm: System, m: Model, op: VmOp) -> tuple[Model, str]:
         return replace(m, blocks=tuple(p for p in m.blocks if p != x)), ""
     if k == "spawn":
         pid = ps.spawn()
-        ps.mmap(pid, USER_LEN)
-        return replace(m, procs=(*m.procs, (pid, True, False)), created=m.created + 1), str(pid)
+        mmap_checked(ps, pid, max(x, 1) * USER_LEN, 0, PROT_READ | PROT_WRITE)
+        start = ps.mm_of(pid).vmas[0].vm_start
+        return replace(m, procs=(*m.procs, (pid, True, False)), created=m.created + 1,
+                       pages=m.pages + (x if x > 1 else 0), low=start if x > 1 else 0), str(pid)
     if k == "fault":
-        pfn = ps.fault(x, ps.mm_of(x).vmas[0].vm_start)
+        v = ps.mm_of(x).vmas[0]
+        pfn = ps.fault(x, v.vm_start, write=bool(v.vm_flags & VM_WRITE))
         return _set_proc(m, x, True, True), str(pfn)
+    if k in ("mmap_below_ro", "mmap_below_rw"):
+        low = ps.mm_of(x).vmas[0].vm_start
+        mmap_checked(ps, x, PAGE_SIZE, low - PAGE_SIZE,
+              PROT_READ | (PROT_WRITE if k == "mmap_below_rw" else 0))
+        return _sync_proc(ps, replace(m, pages=m.pages + 1, low=min(m.low, low - PAGE_SIZE)),
+                          x), hex(low - PAGE_SIZE)
+    if k in ("munmap_first", "munmap_last", "munmap_nothing"):
+        mm = ps.mm_of(x)
+        a = (mm.vmas[0].vm_start if k == "munmap_first" else
+             mm.vmas[-1].vm_end - PAGE_SIZE if k == "munmap_last" else 0x10000)
+        hit = mm.find_vma(a)
+        if hit is not None and hit.vm_end - hit.vm_start > PAGE_SIZE:
+            OP_FACTS.add("split")  # __split_vma: part of the VMA stays
+        n = munmap_checked(ps, x, a, PAGE_SIZE)
+        return _sync_proc(ps, replace(m, pages=m.pages - (k != "munmap_nothing")), x), str(n)
     if k == "fault_outside":
         ps.fault(x, ps.mm_of(x).vmas[0].vm_start - 16 * PAGE_SIZE)
         return m, "returned"
     if k == "munmap":
-        ps.munmap(x, ps.mm_of(x).vmas[0].vm_start, USER_LEN)
-        return _set_proc(m, x, False, False), ""
+        v = ps.mm_of(x).vmas[0]
+        munmap_checked(ps, x, v.vm_start, v.vm_end - v.vm_start)
+        gone = (v.vm_end - v.vm_start) // PAGE_SIZE if m.pages else 0
+        return _sync_proc(ps, replace(m, pages=m.pages - gone), x), ""
     if k == "fork":
         child = ps.fork(x)
         _, mapped, faulted = _proc(m, x)
@@ -311,8 +401,11 @@ def state_key(sysm: System, m: Model) -> StateKey:
 def digest(key: StateKey) -> bytes:
     """What the search stores of a key: its 128-bit BLAKE2b digest (hash compaction: a run
     of 10^6 states confuses two with probability below 10^-26), so that memory stays at a
-    few hundred bytes per state."""
-    return hashlib.blake2b(pickle.dumps(key, protocol=5), digest_size=16).digest()
+    few hundred bytes per state. The bytes hashed are the key's repr, a function of its value
+    alone (keys are tuples of ints, strings, bools and None): pickle's bytes also depend on
+    which equal strings are the same object (its memo), so an unpickled state, whose owner
+    strings are copies, hashed apart from the same state built in place."""
+    return hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
 
 
 def vm_key(v: Vmalloc) -> tuple[Any, ...]:
@@ -327,28 +420,26 @@ def vm_key(v: Vmalloc) -> tuple[Any, ...]:
 
 
 def pgtable_violations(sysm: System) -> list[str]:
-    """The page-table rules across trees: each tree's invariants, disjoint trees, table pages
-    exactly the pages owned by page tables, NR_PAGETABLE = their PUD/PMD/PTE tables."""
+    """The page-table rules: each tree's invariants, then the cross-tree ones of
+    spec/pgtable_state.py (disjoint trees, table pages exactly the pages owned by page
+    tables, NR_PAGETABLE = the tables the kernel counts, no process table over unmapped
+    space only)."""
     out: list[str] = []
-    seen: dict[int, str] = {}
-    counted = [0] * len(sysm.pa.nodes)
+    trees = []
     for name, t in sysm.trees():
         out += [f"{name}: {v}" for v in t.violations()]
-        for p in t.table_pfns():
-            if p in seen:
-                out.append(f"pgtable.disjoint: table {p:#x} is in {seen[p]} and {name}")
-            seen[p] = name
-        for p in t.counted_table_pfns():
-            z = sysm.pa.zone_of_pfn(p)
-            if z is not None:
-                counted[z.nid] += 1
-    owned = {p for p, rec in sysm.pa.allocated.items() if rec[2] == OWNER_PGTABLE}
-    if owned != set(seen):
-        out.append(f"pgtable.owned: pages owned by page tables {sorted(owned - set(seen))} "
-                   f"are in no tree; tree pages {sorted(set(seen) - owned)} are not owned")
-    if counted != sysm.pa.nr_page_table_pages:
-        out.append(f"pgtable.nr_page_table_pages: counter {sysm.pa.nr_page_table_pages}, "
-                   f"the trees have {counted}")
+        trees.append((name, t.user, {p: t.levels[p] for p in t.table_pfns()}))
+    pa = sysm.pa
+    owned = [p for p, rec in pa.allocated.items() if rec[2] == OWNER_PGTABLE]
+
+    def nid_of(pfn: int) -> int:
+        z = pa.zone_of_pfn(pfn)
+        return z.nid if z is not None else 0
+
+    out += pgtable_system_violations(trees, owned, pa.nr_page_table_pages, nid_of)
+    for pid, mm in sysm.ps.mms.items():
+        out += [f"pid {pid}: {v}" for v in unused_table_violations(
+            sysm.ps.pgd(mm).table_spans(), [(v.vm_start, v.vm_end) for v in mm.vmas])]
     return out
 
 
@@ -390,14 +481,18 @@ PROCESS_WITNESSES = ("spawn", "fault", "munmap", "exit", "exit refused",
                      "fault outside refused", "fault allocating page tables",
                      "page tables freed at exit")
 FORK_WITNESSES = ("fork", "a forked child sharing a page (COW)")
-WITNESSES = KERNEL_WITNESSES + PROCESS_WITNESSES + FORK_WITNESSES
+VMA_WITNESSES = ("mmap_below_ro", "mmap_below_rw", "munmap_first", "munmap_last",
+                 "munmap_nothing", "mmap merging with a neighbour of the same flags",
+                 "munmap splitting a VMA")
+WITNESSES = KERNEL_WITNESSES + PROCESS_WITNESSES + FORK_WITNESSES + VMA_WITNESSES
 
 
 def witnesses(b: VmBounds) -> tuple[str, ...]:
     """The behaviours a clean run within ``b`` must have exercised (else it is vacuous)."""
     return ((KERNEL_WITNESSES if b.max_things else ())
             + (PROCESS_WITNESSES if b.max_procs else ())
-            + (FORK_WITNESSES if b.max_procs > 1 else ()))
+            + (FORK_WITNESSES if b.max_procs > 1 else ())
+            + (VMA_WITNESSES if b.vma_pages else ()))
 
 
 # --- the search ---------------------------------------------------------------------------------
@@ -428,6 +523,11 @@ def _coverage(cov: Counter[str], op: VmOp, tables_before: int, sysm: System, m0:
         cov["page tables freed at exit"] += 1
     if k == "fork" and any(len(r) > 1 for r in sysm.ps.rmap.values()):
         cov["a forked child sharing a page (COW)"] += 1
+    if k == "mmap_below_rw" and (lambda v: v.vm_end - v.vm_start)(
+            sysm.ps.mm_of(op.arg).vmas[0]) > PAGE_SIZE:
+        cov["mmap merging with a neighbour of the same flags"] += 1
+    if "split" in OP_FACTS:
+        cov["munmap splitting a VMA"] += 1
 
 
 def search(machine: MachineConfig | None = None, bounds: VmBounds = DEFAULT_BOUNDS,
@@ -490,6 +590,7 @@ def search(machine: MachineConfig | None = None, bounds: VmBounds = DEFAULT_BOUN
                     cur = sysm  # unchanged: it serves the next operation
             elif err is not None:
                 what.append(f"{op.label()}: unexpected {type(err).__name__}: {err}")
+            what += EFFECT_VIOLATIONS
             if what:
                 ops = [*path(key), op]
                 res.violation = Violation(what, [o.label() for o in ops], "")
@@ -532,6 +633,8 @@ def replay(ops: Sequence[VmOp], machine: MachineConfig | None = None) -> list[st
         except KmemError as e:
             if op.expect is None or not isinstance(e, op.expect):
                 return [f"{op.label()}: {type(e).__name__}: {e}"]
+        if EFFECT_VIOLATIONS:
+            return list(EFFECT_VIOLATIONS)
         bad, _ = state_violations(sysm, m)
         if bad:
             return bad
@@ -556,29 +659,123 @@ def _free_tables_leaks(self: PageTable) -> None:
     self.tables, self.levels, self.freed = {}, {}, True
 
 
-MUTANTS: dict[str, tuple[str, str, Any]] = {
-    "pgtable_unmap_range_keeps_ptes": (
-        "unmap_range", "vfree leaves its PTEs mapping the freed pages", _unmap_range_keeps_ptes),
-    "pgtable_free_tables_leaks": (
-        "free_tables", "process exit frees only the PGD, leaking its page tables",
+def _free_pgd_range_keeps(self: PageTable, addr: int, end: int, floor: int,
+                          ceiling: int) -> int:
+    """munmap without free_pgtables: the emptied tables stay until exit."""
+    return 0
+
+
+def _own_uncounted(self: PageTable, pfn: int, *, count: bool) -> None:
+    """A table constructor that forgets NR_PAGETABLE (pagetable_*_ctor without
+    lruvec_stat_add_folio)."""
+    rec = self.pa.allocated[pfn]
+    self.pa.allocated[pfn] = (rec[0], rec[1], OWNER_PGTABLE, rec[3])
+
+
+def _get_vm_area_node_no_guard(self: Vmalloc, size: int, align: int, flags: int, start: int,
+                               end: int, gfp: int, nid: int, caller: str, cpu: int,
+                               ctx: Context) -> Any:
+    """__get_vm_area_node without ``size += PAGE_SIZE``: the area ends where its pages end,
+    so get_vm_area_size() (which still takes the guard page off) maps one page too few."""
+    vm = _REAL_GET_VM_AREA(self, size, align, flags, start, end, gfp, nid, caller, cpu, ctx)
+    if vm is not None and vm.size > PAGE_SIZE:
+        self._unlink(vm)
+        self._free_vmap_area(vm.addr + vm.size - PAGE_SIZE, vm.addr + vm.size)
+        vm.size -= PAGE_SIZE
+        self._link(vm)
+    return vm
+
+
+def _fork_no_wrprotect(vm_flags: int) -> bool:
+    """copy_present_pte that never sees a COW mapping: anonymous pages are shared writable."""
+    return False
+
+
+def _remove_range_drops_tail(self: MM, start: int, end: int) -> None:
+    """do_vmi_align_munmap that splits only at the start: the part of the last VMA above the
+    unmapped range goes with it."""
+    for v in self.overlapping(start, end):
+        i = self.vmas.index(v)
+        del self.vmas[i], self.starts[i]
+        if v.vm_start < start:
+            self.insert_raw(VMA(v.vm_start, start, v.vm_flags, v.vm_page_prot, v.anon,
+                                v.buffer))
+
+
+def _insert_merges_any_flags(self: MM, vma: VMA) -> VMA:
+    """vma_merge_new_range that does not compare vm_flags: a new read-only mapping next to a
+    writable one joins it (and becomes writable)."""
+    i = bisect.bisect_right(self.starts, vma.vm_start)
+    prev = self.vmas[i - 1] if i > 0 else None
+    if prev is not None and prev.vm_end == vma.vm_start and prev.buffer < 0 and vma.buffer < 0:
+        prev.vm_end = vma.vm_end
+        return prev
+    nxt = self.vmas[i] if i < len(self.vmas) else None
+    if nxt is not None and nxt.vm_start == vma.vm_end and nxt.buffer < 0 and vma.buffer < 0:
+        nxt.vm_start = vma.vm_start
+        self.starts[i] = vma.vm_start
+        return nxt
+    return _REAL_MM_INSERT(self, vma)
+
+
+_REAL_GET_VM_AREA = Vmalloc._get_vm_area_node
+_REAL_MM_INSERT = MM.insert
+
+
+@dataclass(frozen=True)
+class VmMutant:
+    """A seeded bug: ``owner.attr`` replaced by ``fn`` (a class method or a module global the
+    implementation looks up), what is wrong, and the bound whose run must catch it."""
+
+    owner: Any
+    attr: str
+    what: str
+    fn: Any
+    bounds: str = "default"
+
+
+MUTANTS: dict[str, VmMutant] = {
+    "pgtable_unmap_range_keeps_ptes": VmMutant(
+        PageTable, "unmap_range", "vfree leaves its PTEs mapping the freed pages",
+        _unmap_range_keeps_ptes),
+    "pgtable_free_tables_leaks": VmMutant(
+        PageTable, "free_tables", "process exit frees only the PGD, leaking its page tables",
         _free_tables_leaks),
+    "pgtable_munmap_keeps_tables": VmMutant(
+        PageTable, "free_pgd_range", "munmap leaves the page tables of the unmapped range "
+        "(no free_pgtables)", _free_pgd_range_keeps),
+    "pgtable_nr_pagetable_not_counted": VmMutant(
+        PageTable, "_own", "page-table pages are not counted in NR_PAGETABLE (PageTables)",
+        _own_uncounted),
+    "vmalloc_no_guard_page": VmMutant(
+        Vmalloc, "_get_vm_area_node", "__get_vm_area_node forgets the guard page",
+        _get_vm_area_node_no_guard),
+    "fork_no_cow_wrprotect": VmMutant(
+        impl_fork, "is_cow_mapping", "fork shares anonymous pages without write-protecting "
+        "them (no copy-on-write)", _fork_no_wrprotect, "fork"),
+    "munmap_drops_tail": VmMutant(
+        MM, "remove_range", "munmap of the start of a VMA unmaps its tail too",
+        _remove_range_drops_tail, "vma"),
+    "vma_merge_ignores_flags": VmMutant(
+        MM, "insert", "mmap merges a new VMA with a neighbour of other vm_flags",
+        _insert_merges_any_flags, "vma"),
 }
-"""Seeded bugs: name -> (PageTable method replaced, what is wrong, the replacement)."""
+"""Seeded bugs (the catalogue of this checker): name -> what is replaced and where."""
 
 
 @contextmanager
 def mutant(name: str | None) -> Iterator[None]:
-    """PageTable with the seeded bug ``name`` (None: unchanged) inside the block."""
+    """The implementation with the seeded bug ``name`` (None: unchanged) inside the block."""
     if name is None:
         yield
         return
-    attr, _, fn = MUTANTS[name]
-    real = getattr(PageTable, attr)
-    setattr(PageTable, attr, fn)
+    mu = MUTANTS[name]
+    real = getattr(mu.owner, mu.attr)
+    setattr(mu.owner, mu.attr, mu.fn)
     try:
         yield
     finally:
-        setattr(PageTable, attr, real)
+        setattr(mu.owner, mu.attr, real)
 
 
 # --- make verify rows ---------------------------------------------------------------------------
@@ -590,8 +787,8 @@ def extra_checks(long: bool = False) -> list[Any]:
     from proofs.checks_extra import SEEDED_MODELCHECK_BUDGET, ExtraCheck
 
     mc = (sys.executable, "-m", "proofs.modelcheck_vm")
-    runs = [("default", 120.0, 12.0), ("fork", 60.0, 1.0)] + ([("long", 900.0, 300.0)]
-                                                              if long else [])
+    runs = [("default", 120.0, 12.0), ("fork", 60.0, 1.0), ("vma", 60.0, 3.0)] + (
+        [("long", 900.0, 300.0)] if long else [])
     out = [ExtraCheck(
         f"modelcheck-vm[{name}]", "explicit-state BFS of vmalloc, page tables and processes "
         f"with kmalloc and alloc_pages ({BOUNDS[name].text()}); page, slab, vm, mm and "
@@ -600,10 +797,10 @@ def extra_checks(long: bool = False) -> list[Any]:
          f"{budget:g}"), timeout_s=budget + 60, budget_s=cost, parse="modelcheck",
         kind="model-check") for name, budget, cost in runs]
     out += [ExtraCheck(
-        f"seeded.{name}[modelcheck-vm]", f"the VM model checker must catch: {what}",
+        f"seeded.{name}[modelcheck-vm]", f"the VM model checker must catch: {mu.what}",
         (*mc, "--mutant", name, "--budget", f"{SEEDED_MODELCHECK_BUDGET:g}"),
         timeout_s=SEEDED_MODELCHECK_BUDGET + 60, budget_s=1, parse="seeded-modelcheck",
-        kind="seeded") for name, (_, what, _) in MUTANTS.items()]
+        kind="seeded") for name, mu in MUTANTS.items()]
     if long:
         out.append(ExtraCheck(
             "hypothesis-vm-statemachine", "Hypothesis state machine of vmalloc, page tables and "
@@ -640,6 +837,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"... {r.states} states, {r.transitions} transitions, depth {r.depth}",
               file=sys.stderr, flush=True)
 
+    if a.mutant and a.bounds == "default" and MUTANTS[a.mutant].bounds != "default":
+        b = replace(BOUNDS[MUTANTS[a.mutant].bounds], depth=a.depth)  # the bug's own bound
     with mutant(a.mutant):
         run = search(bounds=b, budget_s=a.budget, progress=prog)
 

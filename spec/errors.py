@@ -114,7 +114,8 @@ class SegfaultError(MmError):
 
 
 class UserUnmapError(MmError):
-    """munmap() of a range where nothing is mapped (Linux returns 0; the model refuses it)."""
+    """Formerly munmap() of a range where nothing is mapped; no longer raised: that munmap
+    returns 0 and changes nothing, as Linux's do_vmi_munmap does."""
 
 
 class BadPageMapError(MmError):

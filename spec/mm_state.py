@@ -222,7 +222,8 @@ def mm_violations(st: MmState) -> list[str]:
 
 STEP_INVARIANT = ("mm.unmovable_stay",
                   "Unmovable pages never change pfn: a shared buffer's page keeps its pfn for "
-                  "as long as it lives, and a live process's page-table pages stay its own.",
+                  "as long as it lives, and a live process's page-table pages stay its own "
+                  "until freed (munmap's free_pgtables, exit), never replaced by others.",
                   "mm/compaction.c isolate_migratepages_block (only LRU or movable_ops "
                   "pages), mm/migrate.c")
 
@@ -236,7 +237,12 @@ def mm_step_violations(before: MmState, after: MmState) -> list[str]:
         if was is not None and b.pfn >= 0 and b.pfn != was:
             out.append(f"buffer {b.bid} page {b.idx} moved from pfn {was:#x} to {b.pfn:#x}")
     live = set(after.task_size)
+    # munmap's free_pgtables may free a live process's tables, but never replaces one in the
+    # same step: a table lost while the pid gained another has moved
+    gained = {pid for pfn, pid in after.pagetable_pfns.items()
+              if before.pagetable_pfns.get(pfn) != pid}
     for pfn, pid in before.pagetable_pfns.items():
-        if pid in live and after.pagetable_pfns.get(pfn) != pid:
-            out.append(f"page-table page {pfn:#x} of live pid {pid} moved or was freed")
+        if pid in live and pid in gained and after.pagetable_pfns.get(pfn) != pid:
+            out.append(f"page-table page {pfn:#x} of live pid {pid} moved (lost while the "
+                       "process gained another)")
     return [f"{STEP_INVARIANT[0]}: {m}" for m in out]

@@ -17,12 +17,28 @@ write ``_PAGE_TABLE | __pa(table)``), pgtable_types.h and mm/memory.c:
   (tables emptied by unmapping stay linked, as vunmap leaves them).
 * ``pgtable.nr_present`` (concrete check only): the tree's count of present PTEs is right.
 
+Across the trees of one machine (:func:`system_violations`, concrete):
+
+* ``pgtable.disjoint``: no table page belongs to two trees.
+* ``pgtable.owned``: the pages the page allocator records as owned by page tables are
+  exactly the trees' table pages (a table freed or leaked behind the trees' back shows).
+* ``pgtable.nr_page_table_pages``: each node's NR_PAGETABLE (/proc/meminfo ``PageTables``,
+  zoneinfo ``nr_page_table_pages``) is the number of that node's tables that
+  :func:`counted_in_nr_pagetable` says the kernel counts.
+
+Of a process tree against its VMAs (:func:`unused_table_violations`, concrete):
+
+* ``pgtable.unused_table``: every PUD, PMD and PTE table of a process covers some address of
+  a VMA: munmap's free_pgtables() (mm/memory.c free_pgd_range) frees the tables no remaining
+  VMA shares, exit frees them all, so a table over unmapped space only is a leak.
+
 The constants are restated from pgtable_types.h, independently of impl/pgtable.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import bisect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from spec.logic import And, Bits, Implies, Not, lshr
@@ -37,6 +53,23 @@ KERNEL_PGD_BOUNDARY: Final = 256  # a process PGD's entries from here on are ini
 
 INVARIANTS: Final = ("pgtable.root", "pgtable.upper_entry", "pgtable.leaf_entry",
                      "pgtable.tree", "pgtable.linked", "pgtable.nr_present")
+SYSTEM_INVARIANTS: Final = ("pgtable.disjoint", "pgtable.owned", "pgtable.nr_page_table_pages",
+                            "pgtable.unused_table")
+LEVEL_SPAN_SHIFTS: Final = (48, 39, 30, 21)  # the span of one table at each level
+PGD_LEVEL: Final = 0
+PTE_LEVEL: Final = LEAF_LEVEL
+
+
+def counted_in_nr_pagetable(level: int, user: bool) -> bool:
+    """Whether a table page at ``level`` of a process tree (``user``) or of init_mm's counts
+    in NR_PAGETABLE in Linux 6.12: only the ``pagetable_{pud,pmd,pte}_ctor`` of
+    include/linux/mm.h add to it. A PGD never (x86 ``_pgd_alloc`` is a plain
+    ``__get_free_pages``); init_mm's PTE tables neither (6.12's
+    ``__pte_alloc_one_kernel_noprof``, include/asm-generic/pgalloc.h, which vmalloc's
+    ``vmap_pte_range`` -> ``__pte_alloc_kernel`` uses, runs no ctor: a ctor came only in
+    6.16); PUD and PMD tables always (``__pud_alloc_one_noprof`` / ``__pmd_alloc_one_noprof``
+    run theirs for init_mm too), and a process's PTE tables (``__pte_alloc_one_noprof``)."""
+    return level != PGD_LEVEL and (user or level != PTE_LEVEL)
 
 
 def entry_pfn(entry: Bits) -> Bits:
@@ -101,4 +134,49 @@ def tree_violations(root: int, tables: Mapping[int, Sequence[int]], levels: Mapp
             out.append(f"pgtable.linked: table {pfn:#x} has no parent entry")
     if present != nr_present:
         out.append(f"pgtable.nr_present: {present} present PTEs, the tree counts {nr_present}")
+    return out
+
+
+def system_violations(trees: Sequence[tuple[str, bool, Mapping[int, int]]],
+                      owned_by_pgtable: Iterable[int], nr_page_table_pages: Sequence[int],
+                      nid_of: Callable[[int], int]) -> list[str]:
+    """The cross-tree rules (module docstring) of one machine: ``trees`` is (name, user,
+    {table pfn: level}) per tree (buddy pages only: init_mm's static PGD is none),
+    ``owned_by_pgtable`` the pages the page allocator records as page-table pages,
+    ``nr_page_table_pages`` the per-node counter, ``nid_of`` a page's node."""
+    out: list[str] = []
+    seen: dict[int, str] = {}
+    counted = [0] * len(nr_page_table_pages)
+    for name, user, levels in trees:
+        for pfn, lv in levels.items():
+            if pfn in seen:
+                out.append(f"pgtable.disjoint: table {pfn:#x} is in {seen[pfn]} and {name}")
+            seen[pfn] = name
+            if counted_in_nr_pagetable(lv, user):
+                counted[nid_of(pfn)] += 1
+    owned = set(owned_by_pgtable)
+    if owned != set(seen):
+        out.append(f"pgtable.owned: pages owned by page tables {sorted(owned - set(seen))} "
+                   f"are in no tree; tree pages {sorted(set(seen) - owned)} are not owned")
+    if counted != list(nr_page_table_pages):
+        out.append(f"pgtable.nr_page_table_pages: counter {list(nr_page_table_pages)}, the "
+                   f"trees have {counted} tables the kernel counts")
+    return out
+
+
+def unused_table_violations(spans: Iterable[tuple[int, int, int]],
+                            vmas: Sequence[tuple[int, int]]) -> list[str]:
+    """``pgtable.unused_table`` for one process tree: ``spans`` is (table pfn, level, the
+    first address the table maps) for its PUD/PMD/PTE tables, ``vmas`` the process's
+    [vm_start, vm_end) ranges in address order."""
+    out = []
+    starts = [s for s, _ in vmas]
+    for pfn, level, va in spans:
+        if level == PGD_LEVEL:
+            continue
+        end = va + (1 << LEVEL_SPAN_SHIFTS[level])
+        i = bisect.bisect_left(starts, end) - 1  # the last VMA starting below the span's end
+        if i < 0 or vmas[i][1] <= va:
+            out.append(f"pgtable.unused_table: level-{level} table {pfn:#x} maps "
+                       f"[{va:#x}, {end:#x}), where no VMA is (free_pgtables frees it)")
     return out

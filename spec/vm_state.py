@@ -27,12 +27,14 @@ from spec.layout import PAGE_SIZE
 
 class VmArea(NamedTuple):
     """One live vmalloc area: ``size`` is vm->size (guard page included when ``guard``),
-    ``pfns`` the pages it was given, in address order (vm->pages)."""
+    ``pfns`` the pages it was given, in address order (vm->pages); ``requested`` the size the
+    caller asked for (vm->requested_size; -1: not known)."""
 
     start: int
     size: int
     guard: bool
     pfns: tuple[int, ...]
+    requested: int = -1
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ def mapped_size(a: VmArea) -> int:
 
 @vm_invariant("vm.area_shape",
               "Every live area is page aligned, a whole number of pages, inside the vmalloc "
-              "range (ending at or below the kernel's inclusive VMALLOC_END), and, unless "
-              "VM_NO_GUARD, one guard page longer than the pages it maps.",
+              "range (ending at or below the kernel's inclusive VMALLOC_END), maps exactly "
+              "the caller's size rounded up to whole pages, and, unless VM_NO_GUARD, is one "
+              "guard page longer than that.",
               "mm/vmalloc.c __get_vm_area_node() (size += PAGE_SIZE), alloc_vmap_area() "
               "BUG_ONs, va_alloc() vend check")
 def inv_area_shape(st: VmState) -> list[str]:
@@ -91,6 +94,10 @@ def inv_area_shape(st: VmState) -> list[str]:
         if mapped_size(a) != len(a.pfns) * PAGE_SIZE:
             out.append(f"area {a.start:#x}: {len(a.pfns)} pages for {mapped_size(a)} mapped "
                        "bytes (guard page missing or extra)")
+        if a.requested >= 0 and mapped_size(a) != -(-a.requested // PAGE_SIZE) * PAGE_SIZE:
+            out.append(f"area {a.start:#x}: maps {mapped_size(a)} bytes for a request of "
+                       f"{a.requested} (PAGE_ALIGN: {-(-a.requested // PAGE_SIZE) * PAGE_SIZE}"
+                       "; the guard page taken from the request?)")
     return out
 
 

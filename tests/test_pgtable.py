@@ -35,11 +35,13 @@ from impl.pgtable import (
     pud_index,
     va_of,
 )
+from impl.vmalloc import Vmalloc
 from spec.context import Context
 from spec.errors import (
     AlreadyMappedError,
     BadPteError,
     BadVirtualAddressError,
+    KmemError,
     NonCanonicalError,
     NotMappedError,
     PageTableBusyError,
@@ -122,7 +124,9 @@ def test_layout_predicates() -> None:
 
 # --- kernel tree ------------------------------------------------------------------------------
 
-def test_kernel_map_allocates_three_tables_and_counts_them() -> None:
+def test_kernel_map_allocates_three_tables_and_counts_pud_and_pmd() -> None:
+    """init_mm's PTE tables are not in NR_PAGETABLE in 6.12 (pte_alloc_one_kernel runs no
+    pagetable_pte_ctor, include/asm-generic/pgalloc.h); its PUD and PMD tables are."""
     pa = _pa()
     k = PageTable(pa, user=False)
     assert k.root == SWAPPER_PG_DIR and k.table_pfns() == set()
@@ -131,18 +135,18 @@ def test_kernel_map_allocates_three_tables_and_counts_them() -> None:
     assert page is not None
     k.map_page(V, page, PAGE_KERNEL, gfp=GFP_PGTABLE_KERNEL)
     tables = k.table_pfns()
-    assert len(tables) == 3 and pa.nr_page_table_pages == [3]
+    assert len(tables) == 3 and pa.nr_page_table_pages == [2]
     assert all(pa.allocated[p][2] == OWNER_PGTABLE and pa.allocated[p][0] == 0 for p in tables)
     assert k.lookup(V) == pfn_pte(page, PAGE_KERNEL) and k.lookup(V + 123) == k.lookup(V)
     assert k.pte_of(V + PAGE_SIZE) == 0 and k.lookup(V + PAGE_SIZE) is None
     # the next page of the same PTE table needs no new table
     k.map_page(V + PAGE_SIZE, page, PAGE_KERNEL, gfp=GFP_PGTABLE_KERNEL)
-    assert pa.nr_page_table_pages == [3]
+    assert pa.nr_page_table_pages == [2]
     assert list(k.mappings()) == [(V, pfn_pte(page, PAGE_KERNEL)),
                                   (V + PAGE_SIZE, pfn_pte(page, PAGE_KERNEL))]
     assert k.unmap_page(V) == page and k.lookup(V) is None and k.nr_present == 1
     # emptied tables stay, as vunmap leaves them
-    assert k.unmap_page(V + PAGE_SIZE) == page and pa.nr_page_table_pages == [3]
+    assert k.unmap_page(V + PAGE_SIZE) == page and pa.nr_page_table_pages == [2]
     assert k.table_pfns() == tables and list(k.mappings()) == []
 
 
@@ -157,7 +161,7 @@ def test_walk_follows_entries() -> None:
     pt_pfn = pte_pfn(k.tables[pmd_pfn][pmd_index(V)])
     assert k.tables[pt_pfn][pte_index(V)] == pfn_pte(5, PAGE_KERNEL)
     assert [k.levels[p] for p in (pud_pfn, pmd_pfn, pt_pfn)] == [1, 2, 3]
-    assert k.counted_table_pfns() == {pud_pfn, pmd_pfn, pt_pfn}
+    assert k.counted_table_pfns() == {pud_pfn, pmd_pfn}  # not init_mm's PTE table
 
 
 def test_map_pages_and_unmap_range_cross_a_pte_table() -> None:
@@ -165,7 +169,8 @@ def test_map_pages_and_unmap_range_cross_a_pte_table() -> None:
     k = PageTable(pa, user=False)
     va = V + 2 * 1024 * 1024 - 2 * PAGE_SIZE  # two pages before a PMD boundary
     k.map_pages(va, [10, 11, 12, 13], PAGE_KERNEL, gfp=GFP_PGTABLE_KERNEL)
-    assert pa.nr_page_table_pages == [4]  # PUD, PMD and two PTE tables
+    assert pa.nr_page_table_pages == [2]  # PUD, PMD; the two PTE tables are init_mm's
+    assert len(k.table_pfns()) == 4
     assert [pte_pfn(k.pte_of(va + i * PAGE_SIZE)) for i in range(4)] == [10, 11, 12, 13]
     assert k.nr_present == 4
     with pytest.raises(AlreadyMappedError):
@@ -193,19 +198,19 @@ def test_process_tree_pgd_and_exit() -> None:
     u = PageTable(pa, user=True, kernel=k)
     assert pa.allocated[u.root][0] == PGD_ALLOCATION_ORDER
     assert pa.allocated[u.root][2] == OWNER_PGTABLE
-    assert pa.nr_page_table_pages == [3]  # the PGD is not counted in 6.12
+    assert pa.nr_page_table_pages == [2]  # the PGD is not counted in 6.12
     # pgd_ctor cloned the kernel half
     assert u.tables[u.root][pgd_index(V)] == k.tables[k.root][pgd_index(V)]
     assert u.lookup(V) is None and list(u.mappings()) == []
     u.map_page(0x400000, 4, PAGE_SHARED, gfp=GFP_PGTABLE_USER)
     u.map_page(0x7FFFFFFFE000, 5, PAGE_READONLY, gfp=GFP_PGTABLE_USER)
-    assert pa.nr_page_table_pages == [9]
+    assert pa.nr_page_table_pages == [8]  # + the process's PUD, PMD, PTE tables, twice
     assert [va for va, _ in u.mappings()] == [0x400000, 0x7FFFFFFFE000]
     with pytest.raises(PageTableBusyError):
         u.free_tables()
     assert u.unmap_page(0x400000) == 4 and u.unmap_page(0x7FFFFFFFE000) == 5
     u.free_tables()
-    assert pa.nr_page_table_pages == [3] and u.freed
+    assert pa.nr_page_table_pages == [2] and u.freed
     assert pa.nr_free_pages() == free0 - 3
     with pytest.raises(PageTableBusyError):
         u.map_page(0x400000, 4, PAGE_SHARED, gfp=GFP_PGTABLE_USER)
@@ -329,6 +334,13 @@ def pgtable_scenario() -> Any:
     out.append(list(u.mappings()))
     out.append([u.unmap_page(0x400000), u.unmap_page(0x7F0000201000)])
     u.free_tables()
+    for p in (5, 6, 7, 8):  # unmapped above: room for vmalloc's pages on a tiny machine
+        pa.free_pages_pfn(p, 0)
+    v = Vmalloc(pa, pgtable=k)  # vmalloc on the same init_mm tree: its walk's PTE index
+    a = v.vmalloc_node_range(3 * PAGE_SIZE, 1, V + 300 * PAGE_SIZE, v.kernel_vmalloc_end,
+                             GFP_KERNEL)  # PTE slots 300-302: above any 8-bit index
+    assert a is not None
+    out.append([v.vmalloc_to_pfn(a + i * PAGE_SIZE + 5) for i in range(4)])
     out.append((sorted(k.table_pfns()), list(pa.nr_page_table_pages), k.violations()))
     return out
 
@@ -337,7 +349,23 @@ def _const(value: Any) -> Any:
     return lambda *args, **kw: value
 
 
+def vmalloc_addr_scenario() -> Any:
+    """Vmalloc.is_vmalloc_addr (spec.layout's proved function on the machine's range) at the
+    range's edges, and the vfree diagnosis that uses it."""
+    pa = _pa()
+    v = Vmalloc(pa)
+    edges = (v.vmalloc_start - 1, v.vmalloc_start, v.kernel_vmalloc_end - 1,
+             v.kernel_vmalloc_end, 0x400000)
+    out: list[Any] = [v.is_vmalloc_addr(a) for a in edges]
+    try:
+        v.vfree(0x400000)
+    except KmemError as e:
+        out.append(str(e))
+    return out
+
+
 PGTABLE_PROBES: dict[str, tuple[Any, Any]] = {
+    "spec.layout.is_vmalloc_addr": (vmalloc_addr_scenario, _const(True)),
     "impl.pgtable.pgd_index": (pgtable_scenario, _const(0)),
     "impl.pgtable.pud_index": (pgtable_scenario, _const(0)),
     "impl.pgtable.pmd_index": (pgtable_scenario, _const(0)),

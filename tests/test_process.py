@@ -20,7 +20,9 @@ from impl.mmap import (
     MAP_PRIVATE,
     MAP_SHARED,
     MMAP_BASE,
+    PROT_EXEC,
     PROT_READ,
+    PROT_WRITE,
     TASK_SIZE,
     VM_ACCOUNT,
     VM_IO,
@@ -39,8 +41,8 @@ from spec.errors import (
     MmError,
     MmOomError,
     NoSuchProcessError,
+    PageTableBusyError,
     SegfaultError,
-    UserUnmapError,
 )
 from spec.gfp import GFP_KERNEL, MIGRATE_MOVABLE, gfp_migratetype
 from spec.invariants import violated
@@ -54,6 +56,7 @@ from spec.mm_state import (
     mm_step_violations,
     mm_violations,
 )
+from spec.pgtable_state import unused_table_violations
 from tests.conftest import snapshot
 
 P = PAGE_SIZE
@@ -93,10 +96,14 @@ def fill(ps: Processes, pid: int, va: int, keep: int) -> int:
 
 
 def check(ps: Processes) -> MmState:
-    """Every user-side and page-allocator invariant holds; returns the abstract state."""
+    """Every user-side and page-allocator invariant holds, and no process keeps a page table
+    over unmapped space (spec/pgtable_state.py); returns the abstract state."""
     st = abstract_mm(ps)
     assert mm_violations(st) == []
     assert violated(abstract(ps.pa), fast=True) == []
+    for mm in ps.mms.values():
+        assert unused_table_violations(ps.pgd(mm).table_spans(),
+                                       [(v.vm_start, v.vm_end) for v in mm.vmas]) == []
     return st
 
 
@@ -277,10 +284,6 @@ def busy() -> tuple[Processes, int, int, int]:
 
 
 BAD: list[tuple[str, Any, type[KmemError], str]] = [
-    ("munmap of nothing", lambda ps, pid, va, dead: ps.munmap(pid, 0x10000, P),
-     UserUnmapError, "nothing is mapped"),
-    ("munmap of the hole", lambda ps, pid, va, dead: ps.munmap(pid, va + 4 * P, P),
-     UserUnmapError, "nothing is mapped"),
     ("munmap unaligned", lambda ps, pid, va, dead: ps.munmap(pid, va + 1, P),
      BadUserAddressError, "not page aligned"),
     ("munmap zero length", lambda ps, pid, va, dead: ps.munmap(pid, va, 0),
@@ -292,6 +295,16 @@ BAD: list[tuple[str, Any, type[KmemError], str]] = [
     ("mmap fixed unaligned", lambda ps, pid, va, dead: ps.mmap(
         pid, P, addr=0x10001, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED),
      BadUserAddressError, "not page aligned"),
+    ("mmap neither shared nor private", lambda ps, pid, va, dead: ps.mmap(
+        pid, P, flags=MAP_ANONYMOUS), BadUserAddressError, "neither MAP_SHARED nor"),
+    ("mmap of a file", lambda ps, pid, va, dead: ps.mmap(pid, P, flags=MAP_PRIVATE),
+     MmError, "only MAP_PRIVATE"),
+    ("mmap fixed below mmap_min_addr", lambda ps, pid, va, dead: ps.mmap(
+        pid, P, addr=0x1000, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED),
+     BadUserAddressError, "EPERM"),
+    ("mmap fixed at 0", lambda ps, pid, va, dead: ps.mmap(
+        pid, P, addr=0, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED),
+     BadUserAddressError, "mmap_min_addr"),
     ("mmap fixed beyond TASK_SIZE", lambda ps, pid, va, dead: ps.mmap(
         pid, P, addr=TASK_SIZE, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED),
      BadUserAddressError, "TASK_SIZE"),
@@ -341,6 +354,104 @@ def test_bad_input_leaves_state_unchanged(busy: tuple[Processes, int, int, int],
     with pytest.raises(exc, match=msg) as ei:
         op(ps, pid, va, dead)
     assert "\n" not in str(ei.value)
+    assert mm_snapshot(ps) == before
+    check(ps)
+
+
+@pytest.mark.parametrize("prot", [PROT_WRITE, PROT_EXEC, PROT_WRITE | PROT_EXEC])
+def test_read_of_a_mapping_without_prot_read_works(ps: Processes, prot: int) -> None:
+    """x86 access_error(): a read fault needs vma_is_accessible() only (no write-only or
+    execute-only PTEs exist), so PROT_WRITE or PROT_EXEC alone reads; a write needs
+    PROT_WRITE."""
+    pid = ps.spawn()
+    va = ps.mmap(pid, P, prot=prot)
+    assert ps.read(pid, va) == 0
+    if not prot & PROT_WRITE:
+        with pytest.raises(SegfaultError, match="SEGV_ACCERR"):
+            ps.write(pid, va, 1)
+    none = ps.mmap(pid, P, prot=0)  # PROT_NONE: no access at all
+    before = mm_snapshot(ps)
+    with pytest.raises(SegfaultError, match="SEGV_ACCERR"):
+        ps.read(pid, none)
+    assert mm_snapshot(ps) == before
+    check(ps)
+
+
+# --- free_pgtables: munmap frees the page tables no remaining VMA shares ------------------------
+def test_munmap_of_a_lone_vma_frees_its_page_tables(ps: Processes) -> None:
+    """free_pgd_range(floor 0, ceiling 0): the PTE, PMD and PUD tables go; the PGD stays."""
+    pid = ps.spawn()
+    va = ps.mmap(pid, 4 * P)
+    ps.write(pid, va, 1)
+    pgd = ps.pgd(ps.mm_of(pid))
+    assert len(pgd.table_pfns()) == 4 and ps.pa.nr_page_table_pages == [3]
+    free = ps.pa.nr_free_pages()
+    assert ps.munmap(pid, va, 4 * P) == 1
+    assert pgd.table_pfns() == {pgd.root} and ps.pa.nr_page_table_pages == [0]
+    assert ps.pa.nr_free_pages() == free + 1 + 3  # the page and three tables
+    check(ps)
+    ps.write(pid, ps.mmap(pid, P), 2)  # faults allocate them again
+    assert ps.pa.nr_page_table_pages == [3]
+    check(ps)
+
+
+def test_munmap_keeps_tables_another_vma_shares(ps: Processes) -> None:
+    """A PTE table two VMAs use stays while either is mapped (floor/ceiling), the partial
+    munmap of one VMA frees nothing, and MAP_FIXED over a region frees its tables first."""
+    pid = ps.spawn()
+    a = ps.mmap(pid, 2 * P)
+    b = ps.mmap(pid, 2 * P, prot=PROT_READ)  # other flags: a VMA of its own, right below
+    assert b == a - 2 * P and len(ps.mm_of(pid).vmas) == 2
+    ps.write(pid, a, 1)
+    ps.read(pid, b)
+    pgd = ps.pgd(ps.mm_of(pid))
+    tables = pgd.table_pfns()
+    assert ps.munmap(pid, a + P, P) == 0 and pgd.table_pfns() == tables  # partial
+    assert ps.munmap(pid, a, P) == 1 and pgd.table_pfns() == tables  # b shares the table
+    check(ps)
+    assert ps.munmap(pid, b, 2 * P) == 1
+    assert pgd.table_pfns() == {pgd.root} and ps.pa.nr_page_table_pages == [0]
+    c = ps.mmap(pid, 2 * P)
+    ps.write(pid, c, 3)
+    assert ps.pa.nr_page_table_pages == [3]
+    ps.mmap(pid, 2 * P, addr=c, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    assert ps.pa.nr_page_table_pages == [0] and ps.resolve(pid, c) is None
+    check(ps)
+
+
+def test_free_pgd_range_refuses_a_table_that_still_maps(ps: Processes) -> None:
+    pid = ps.spawn()
+    va = ps.mmap(pid, P)
+    ps.write(pid, va, 1)
+    before = mm_snapshot(ps)
+    with pytest.raises(PageTableBusyError):
+        ps.pgd(ps.mm_of(pid)).free_pgd_range(va, va + P, 0, 0)
+    assert mm_snapshot(ps) == before
+
+
+def test_unused_table_rule_catches_a_leftover_table(ps: Processes) -> None:
+    pid = ps.spawn()
+    va = ps.mmap(pid, P)
+    ps.write(pid, va, 1)
+    mm = ps.mm_of(pid)
+    spans = ps.pgd(mm).table_spans()
+    assert unused_table_violations(spans, [(va, va + P)]) == []
+    bad = unused_table_violations(spans, [(va - (1 << 30), va - (1 << 30) + P)])
+    assert {m.split(" table")[0] for m in bad} == {"pgtable.unused_table: level-3",
+                                                   "pgtable.unused_table: level-2"}
+    assert len(unused_table_violations(spans, [])) == 3
+
+
+@pytest.mark.parametrize("where", ["below every VMA", "the munmapped hole", "above mmap_base"])
+def test_munmap_of_an_unmapped_range_is_a_noop(busy: tuple[Processes, int, int, int],
+                                               where: str) -> None:
+    """do_vmi_munmap(): vma_find() finds nothing, munmap returns 0 and changes nothing (not
+    an error in Linux)."""
+    ps, pid, va, _ = busy
+    addr = {"below every VMA": 0x10000, "the munmapped hole": va + 4 * P,
+            "above mmap_base": MMAP_BASE}[where]
+    before = mm_snapshot(ps)
+    assert ps.munmap(pid, addr, P) == 0
     assert mm_snapshot(ps) == before
     check(ps)
 

@@ -2,7 +2,8 @@
 small machine (memory runs out, so the OOM paths are taken too). The test keeps its own model
 of what every process must read at every address: private words per process (copied at
 fork), buffer words shared by every mapping. After every step: the invariants of
-spec/mm_state.py, the step invariant (unmovable pages never move), the page allocator's
+spec/mm_state.py, the step invariant (unmovable pages never move), the effect of every mmap
+and munmap (spec/vma_rules.py), the page allocator's
 invariants, and bad input left everything unchanged. Profiles: tests/hypothesis_profiles.py."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from impl.compaction import compact_nodes
 from impl.fork import Processes, abstract_mm
 from impl.machine import MachineConfig
 from impl.migrate import migrate_page
+from impl.mmap import MAP_PRIVATE, PROT_READ, PROT_WRITE, calc_vm_flags
 from impl.page_alloc import PageAllocator
 from spec.errors import (
     BadPageMapError,
@@ -32,11 +34,11 @@ from spec.errors import (
     MmOomError,
     NoSuchProcessError,
     SegfaultError,
-    UserUnmapError,
 )
 from spec.invariants import violated
 from spec.layout import PAGE_SIZE
 from spec.mm_state import MmState, mm_step_violations, mm_violations
+from spec.vma_rules import mmap_effect_violations, munmap_effect_violations
 from tests import hypothesis_profiles
 from tests.test_process import mm_snapshot
 
@@ -71,6 +73,10 @@ class ProcessMachine(RuleBasedStateMachine):
     def _pid(self, i: int) -> int:
         pids = sorted(self.pages)
         return pids[i % len(pids)]
+
+    def _segments(self, pid: int) -> list[tuple[int, int, int]]:
+        """The address space as spec/vma_rules.py sees it."""
+        return [(v.vm_start, v.vm_end, v.vm_flags) for v in self.ps.mm_of(pid).vmas]
 
     def _page(self, pid: int, i: int) -> int:
         vas = sorted(self.pages[pid])
@@ -123,7 +129,10 @@ class ProcessMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 7), n=st.integers(1, 12))
     def mmap(self, i: int, n: int) -> None:
         pid = self._pid(i)
+        before = self._segments(pid)
         va = self.ps.mmap(pid, n * P)
+        assert mmap_effect_violations(before, self._segments(pid), va, va + n * P,
+                                      calc_vm_flags(PROT_READ | PROT_WRITE, MAP_PRIVATE)) == []
         for k in range(n):
             assert va + k * P not in self.pages[pid]
             self.pages[pid][va + k * P] = ANON
@@ -133,10 +142,14 @@ class ProcessMachine(RuleBasedStateMachine):
     def munmap(self, i: int, j: int, n: int) -> None:
         pid = self._pid(i)
         if not self.pages[pid]:
-            self._refused(lambda: self.ps.munmap(pid, 0x10000, P), UserUnmapError)
+            before = mm_snapshot(self.ps)  # nothing mapped: a no-op returning 0, as Linux
+            assert self.ps.munmap(pid, 0x10000, P) == 0
+            assert mm_snapshot(self.ps) == before
             return
         va = self._page(pid, j)
+        segs = self._segments(pid)
         self.ps.munmap(pid, va, n * P)
+        assert munmap_effect_violations(segs, self._segments(pid), va, va + n * P) == []
         for k in range(n):
             self.pages[pid].pop(va + k * P, None)
             for w in range(va + k * P, va + (k + 1) * P, 8):

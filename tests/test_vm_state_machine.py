@@ -4,7 +4,9 @@ init_mm's PageTable, Vmalloc, Processes), every operation valid and invalid, in 
 atomic contexts. After every step: the page, slab, vmalloc, process and page-table invariants
 (proofs.modelcheck_vm.state_violations: spec/invariants.py, spec/slab_state.py,
 spec/vm_state.py, spec/mm_state.py, spec/pgtable_state.py and the cross-tree page-table
-rules), the step invariant mm.unmovable_stay, the test's own model (live areas, objects,
+rules), the step invariant mm.unmovable_stay, the effect of every mmap and munmap
+(spec/vma_rules.py: whole regions, one page of a region, MAP_FIXED below a region with the
+same or other flags, nothing at all), the test's own model (live areas, objects,
 blocks and processes; every page of every area is what vmalloc_to_pfn and the kernel page
 tables say), and after a refused call the whole state (the model checker's complete key)
 unchanged. Profiles: tests/hypothesis_profiles.py (quick in ``make test``, ``fuzz`` runs
@@ -27,8 +29,19 @@ from hypothesis.stateful import (
 )
 
 from impl.machine import MachineConfig
+from impl.mmap import PROT_READ, PROT_WRITE
 from impl.pgtable import pte_pfn
-from proofs.modelcheck_vm import MUTANTS, Model, System, mutant, pgtable_violations, state_key
+from proofs.modelcheck_vm import (
+    EFFECT_VIOLATIONS,
+    MUTANTS,
+    Model,
+    System,
+    mmap_checked,
+    munmap_checked,
+    mutant,
+    pgtable_violations,
+    state_key,
+)
 from proofs.modelcheck_vm import state_violations as system_violations
 from spec.context import Context
 from spec.errors import (
@@ -156,7 +169,8 @@ class VmMachine(RuleBasedStateMachine):
             pid = self.sysm.ps.spawn()
         except MmError:
             return  # no page for the PGD: -ENOMEM, nothing created
-        start = self.sysm.ps.mmap(pid, n * PAGE_SIZE)
+        EFFECT_VIOLATIONS.clear()
+        start = mmap_checked(self.sysm.ps, pid, n * PAGE_SIZE, 0, PROT_READ | PROT_WRITE)
         self.procs[pid] = [(start, n)]
 
     @precondition(lambda self: self.procs)
@@ -188,7 +202,53 @@ class VmMachine(RuleBasedStateMachine):
         if not regions:
             return
         start, n = regions.pop(j % len(regions))
-        self.sysm.ps.munmap(pid, start, n * PAGE_SIZE)
+        EFFECT_VIOLATIONS.clear()
+        munmap_checked(self.sysm.ps, pid, start, n * PAGE_SIZE)
+
+    @precondition(lambda self: self.procs)
+    @rule(i=st.integers(0, 7), j=st.integers(0, 7), last=st.booleans())
+    def munmap_one_page(self, i: int, j: int, last: bool) -> None:
+        """munmap of a region's first or last page: __split_vma keeps the rest."""
+        pid = self._pid(i)
+        regions = self.procs[pid]
+        if not regions:
+            return
+        k = j % len(regions)
+        start, n = regions[k]
+        addr = start + (n - 1) * PAGE_SIZE if last else start
+        EFFECT_VIOLATIONS.clear()
+        munmap_checked(self.sysm.ps, pid, addr, PAGE_SIZE)
+        if n == 1:
+            del regions[k]
+        else:
+            regions[k] = (start, n - 1) if last else (start + PAGE_SIZE, n - 1)
+
+    @precondition(lambda self: self.procs)
+    @rule(i=st.integers(0, 7), j=st.integers(0, 7), writable=st.booleans())
+    def mmap_fixed_below(self, i: int, j: int, writable: bool) -> None:
+        """MAP_FIXED of one page right below a region, read-only or read-write: a neighbour
+        of other flags must not be merged with (spec/vma_rules.py mm.mmap_effect)."""
+        pid = self._pid(i)
+        regions = self.procs[pid]
+        if not regions:
+            return
+        start, _ = regions[j % len(regions)]
+        below = start - PAGE_SIZE
+        if self.sysm.ps.mm_of(pid).find_vma(below) is not None:
+            return  # MAP_FIXED would replace another region: not modelled here
+        EFFECT_VIOLATIONS.clear()
+        mmap_checked(self.sysm.ps, pid, PAGE_SIZE, below,
+                     PROT_READ | (PROT_WRITE if writable else 0))
+        regions.append((below, 1))
+
+    @precondition(lambda self: self.procs)
+    @rule(i=st.integers(0, 7))
+    def munmap_nothing(self, i: int) -> None:
+        """munmap where nothing is mapped: 0, and nothing changes (Linux returns 0)."""
+        pid = self._pid(i)
+        before = state_key(self.sysm, Model())
+        assert self.sysm.ps.munmap(pid, 0x10000, PAGE_SIZE) == 0
+        assert state_key(self.sysm, Model()) == before
 
     @precondition(lambda self: self.procs)
     @rule(i=st.integers(0, 7))
@@ -218,6 +278,8 @@ class VmMachine(RuleBasedStateMachine):
         model = Model(areas=tuple(self.areas), objs=tuple(self.objs),
                       blocks=tuple(p for p, _ in self.blocks))
         bad, mm = system_violations(s, model)
+        bad = list(EFFECT_VIOLATIONS) + bad  # the last mmap/munmap's effect (vma_rules)
+        EFFECT_VIOLATIONS.clear()
         bad = [b for b in bad if not b.startswith("model.procs")]  # the checker's 1-VMA model
         if self.last is not None:
             bad += mm_step_violations(self.last, mm)
@@ -251,6 +313,6 @@ def test_seeded_bug_is_caught(bug: str, capsys: pytest.CaptureFixture[str]) -> N
     # derandomized run draws depends on the modules loaded beside it (Hypothesis mines
     # constants from loaded source), so a test process full of other tests draws differently
     with mutant(bug), pytest.raises(AssertionError):
-        hypothesis_profiles.run_machine(VmMachine, max_examples=300, shrink=2.0)
+        hypothesis_profiles.run_machine(VmMachine, max_examples=300, shrink=0.5)
     out = capsys.readouterr().out
     assert RULE_PREFIX in out

@@ -28,7 +28,9 @@ def test_show_vmallocinfo_and_meminfo() -> None:
     assert p.returncode == 0 and p.stdout == ""  # a freshly booted model has no area
     p = run("show", "meminfo-vmalloc")
     assert p.returncode == 0
-    assert p.stdout.splitlines() == ["VmallocTotal:   34359738367 kB",
+    assert p.stdout.splitlines() == ["PageTables:            0 kB",
+                                     "SecPageTables:         0 kB",
+                                     "VmallocTotal:   34359738367 kB",
                                      "VmallocUsed:           0 kB",
                                      "VmallocChunk:          0 kB"]
 

@@ -13,7 +13,7 @@ from impl.page_alloc import OWNER_PAGES, PageAllocator
 from impl.pgtable import OWNER_PGTABLE, PAGE_KERNEL
 from impl.vmalloc import Vmalloc, VmStruct, abstract_vm
 from spec.layout import PAGE_SIZE
-from spec.vm_state import VM_INVARIANTS, VmArea, VmState, vm_violations
+from spec.vm_state import VM_INVARIANTS, VmArea, VmState, mapped_size, vm_violations
 
 P = PAGE_SIZE
 
@@ -59,6 +59,11 @@ def test_area_shape_catches_misaligned_and_guardless_areas(state: VmState) -> No
     assert "vm.area_shape" in names(bad)
     bad = dataclasses.replace(state, areas=(a._replace(size=a.size - P), *state.areas[1:]))
     assert "vm.area_shape" in names(bad)  # the guard page is missing
+    # the guard page taken out of the request: size and pages agree, the request does not
+    assert a.requested > 0 and mapped_size(a) == len(a.pfns) * P
+    short = a._replace(size=a.size - P, pfns=a.pfns[:-1])
+    bad = dataclasses.replace(state, areas=(short, *state.areas[1:]))
+    assert any("for a request of" in m for m in vm_violations(bad))
     last = max(state.areas, key=lambda x: x.start)
     out = last._replace(start=state.vmalloc_end - last.size)
     bad = dataclasses.replace(state, areas=(*[x for x in state.areas if x != last], out))
