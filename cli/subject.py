@@ -14,7 +14,7 @@ import traceback
 from typing import Any, TextIO
 
 from impl.machine import MachineConfig
-from impl.page_alloc import PageAllocator
+from impl.page_alloc import OWNER_PAGES, PageAllocator
 from impl.slab_common import SlabAllocator
 from impl.vmalloc import Vmalloc
 from spec.context import Context
@@ -152,8 +152,12 @@ class Subject:
         try:
             self.sa = SlabAllocator(a)
         except SlabError:
+            # the pages the boot took are slab pages by now (its first caches got slabs):
+            # they go back as discard_slab() gives them, owned by the page allocator again
             for pfn in [p for p in a.allocated if p not in before]:
-                a.free_pages_pfn(pfn, a.allocated[pfn][0])
+                order, zid, _, mt = a.allocated[pfn]
+                a.allocated[pfn] = (order, zid, OWNER_PAGES, mt)
+                a.free_pages_pfn(pfn, order)
             a.drain_effects()
             self._boot_failed_free = a.nr_free_pages()
             return None
@@ -161,7 +165,10 @@ class Subject:
 
     def _no_slab(self, seq: int, op: str, msg: dict[str, Any]) -> dict[str, Any]:
         """A slab request while the slab allocator cannot boot for want of memory: allocations
-        fail (null); kmem_cache_create is the kernel's -ENOMEM; there is nothing to free."""
+        fail (null), but kmalloc(0) is ZERO_SIZE_PTR as ever (__do_kmalloc_node returns it
+        first); kmem_cache_create is the kernel's -ENOMEM; there is nothing to free."""
+        if op == "kmalloc" and _int(msg, "size", nonneg=True) == 0:
+            return {"seq": seq, "addr": f"{ZERO_SIZE_PTR:#x}"}  # before anything else
         if op in ("kmalloc", "kmem_cache_alloc"):
             return {"seq": seq, "addr": None}
         if op == "kmem_cache_create":

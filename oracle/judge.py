@@ -15,6 +15,7 @@ costs O(zones x max_order). Nothing walks the live allocations or memory.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -49,6 +50,7 @@ from spec.rules import allowed_zone, liveness_witness
 from spec.slab import ZERO_SIZE_PTR
 from spec.state import ZoneFacts
 
+PROTOCOL_VERSION: Final = 1  # ../shared/design/oracle-protocol.md, "Subject protocol, version 1"
 RULES: Final = ("align", "range", "overlap", "sleep", "liveness", "free", "kmalloc-limits",
                 "protocol", "exact")
 FEATURE_OPS: Final[dict[str, tuple[str, ...]]] = {
@@ -67,6 +69,7 @@ FREE_OPS: Final = frozenset({"free_pages", "kfree", "kmem_cache_free", "kmem_cac
 # kmem_cache_create of one of them may be refused as "name already used" or accepted.
 KERNEL_CACHE_PREFIXES: Final = ("kmalloc", "dma-kmalloc", "kmem_cache")
 
+_HEX_ADDR: Final = re.compile(r"0x[0-9a-f]+").fullmatch
 _GFP_DMA: Final = __GFP_DMA  # no name mangling inside the class
 _GFP_THISNODE: Final = __GFP_THISNODE
 
@@ -329,13 +332,27 @@ class Judge:
             out.append(self._v("protocol", "the hello answer does not repeat its seq", req,
                                answer, f"expected seq {req['seq']}"))
         elif "error" in answer:
-            out.append(self._v("protocol", "hello answered with an error", req, answer,
+            out.append(self._v("protocol", f"hello answered with an error: "
+                               f"{str(answer['error'])[:200]}", req, answer,
                                "the machine is valid (the oracle checked it with "
-                               "MachineConfig.from_hello)"))
+                               "MachineConfig.from_hello), and it says protocol 1"))
+        elif "protocol" in answer and (type(answer["protocol"]) is not int
+                                       or answer["protocol"] != PROTOCOL_VERSION):
+            # the answer need not name a version; one that names another is not judged by
+            # rules it does not follow
+            out.append(self._v("protocol", f"the subject answers hello with protocol "
+                               f"{answer['protocol']!r}; the oracle speaks version "
+                               f"{PROTOCOL_VERSION} only", req, answer,
+                               "protocol: Start and end (hello says \"protocol\": 1)"))
         elif answer.get("ok") is not True or not isinstance(feats, list) or not all(
                 isinstance(f, str) for f in feats):
             out.append(self._v("protocol", "the hello answer needs \"ok\": true and a list of "
                                "feature names", req, answer, "protocol: Start and end"))
+        elif not any(f in FEATURE_OPS for f in feats):
+            out.append(self._v("protocol", f"the hello answer lists no feature of protocol "
+                               f"version {PROTOCOL_VERSION}: nothing can be judged", req, answer,
+                               f"features are {', '.join(FEATURE_OPS)}; unknown names are "
+                               f"ignored (got {feats!r})"))
         else:
             self.features = tuple(f for f in FEATURE_OPS if f in feats)
             self._ops = frozenset(op for f in self.features for op in FEATURE_OPS[f])
@@ -360,6 +377,16 @@ class Judge:
             return self._classify(request)[0] == VALID
         except RequestError:
             return False
+
+    def within_protocol(self, request: dict[str, Any]) -> bool:
+        """The request is one of protocol version 1 for this subject (valid, invalid or
+        ambiguous); False where observe() would raise RequestError (an op of a feature the
+        subject does not list, as a replay file made against another subject may hold)."""
+        try:
+            self._classify(request)
+        except RequestError:
+            return False
+        return True
 
     def classify(self, request: dict[str, Any]) -> tuple[str, str]:
         """(VALID | INVALID | AMBIGUOUS, why) on the current view; RequestError for a request
@@ -594,10 +621,12 @@ class Judge:
             if slept:
                 out.append(self._v("protocol", "an error answer carries \"slept\"", request,
                                    answer, "only allocation results may carry slept"))
-            if kind == VALID and op != "kmem_cache_create":
+            if kind == VALID and (op != "kmem_cache_create"
+                                  or "ENOMEM" not in str(answer["error"])):
                 # kmem_cache_create may fail for want of memory (the kernel's NULL return,
                 # the reference's -ENOMEM before its slab allocator can boot): it has no null
-                # answer, so an error is its failure, and the cache does not exist
+                # answer, so an error that says ENOMEM is its failure, and the cache does not
+                # exist. Any other error (a subject refusing every cache) is not a failure.
                 rule = "free" if op in FREE_OPS else "protocol"
                 self.rules_checked[rule] += 1
                 out.append(self._v(rule, f"a valid {op} was answered with an error", request,
@@ -881,19 +910,16 @@ class Judge:
         a = answer["addr"]
         if a is None:
             return None
-        if isinstance(a, str) and a.startswith("0x"):
-            try:
-                v = int(a, 16)
-            except ValueError:
-                pass
-            else:
-                if v == 0:
-                    out.append(self._v("protocol", "a failed allocation answers null, not "
-                                       "\"0x0\"", request, answer, "protocol: Conventions"))
-                    return False
-                return v
-        out.append(self._v("protocol", f"addr must be a \"0x...\" hex string or null, got {a!r}",
-                           request, answer, "protocol: Conventions"))
+        if isinstance(a, str) and _HEX_ADDR(a):  # lower-case hex, 0x prefix: Conventions
+            v = int(a, 16)
+            if v == 0:
+                out.append(self._v("protocol", "a failed allocation answers null, not "
+                                   "\"0x0\"", request, answer, "protocol: Conventions"))
+                return False
+            return v
+        out.append(self._v("protocol", f"addr must be a \"0x...\" string of lower-case hex "
+                           f"digits or null, got {a!r}", request, answer,
+                           "protocol: Conventions (\"0xffff888000010000\")"))
         return False
 
     def _check_kmalloc(self, request: dict[str, Any], answer: dict[str, Any], seq: int,

@@ -103,6 +103,13 @@ _VMALLOC_MASKS = (GFP_KERNEL, GFP_KERNEL | __GFP_ZERO, GFP_KERNEL_ACCOUNT, GFP_N
                   GFP_KERNEL | __GFP_RETRY_MAYFAIL, GFP_KERNEL | __GFP_NORETRY)
 _CACHE_SIZES = (1, 7, 8, 9, 24, 63, 64, 65, 100, 192, 256, 1000, 4095, 4096, 4097, 8192, 32768)
 _CACHE_ALIGNS = (0, 8, 16, 32, 64, 128, 256, 4096)
+# the end of a liveness session (SubjectStateMachine._drain): blocking masks whose highest zone
+# is Normal, DMA32 and DMA, so each zone is drained down to its own min + lowmem_reserve
+_DRAIN_MASKS = tuple(format_gfp(m) for m in (GFP_KERNEL, GFP_KERNEL | __GFP_DMA32,
+                                             GFP_KERNEL | __GFP_DMA))
+DRAIN_EVERY = 4  # sessions: the others end as they are, so that the generator, which names
+# a defect more precisely (range, overlap, sleep), meets it before a drain's liveness report;
+# once a liveness failure is being shrunk, every session drains (the failure may need it)
 _BURST_CHUNK = 64  # requests per pipelined write (independent allocations or distinct frees)
 
 
@@ -190,8 +197,8 @@ class StopRun(BaseException):
     repeat at the cost of a timeout per try). A BaseException, so Hypothesis does not catch
     it as a test failure; machine teardown still runs and reaps the subject."""
 
-    def __init__(self, reason: str, failure: Failure | None = None) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, failure: Failure | None = None, message: str = "") -> None:
+        super().__init__(message or reason)
         self.reason = reason
         self.failure = failure
 
@@ -264,6 +271,14 @@ class RunContext:
             raise self.stop
 
 
+def _not_an_object(req: dict[str, Any], ans: object) -> Exception:
+    """The transport's garbage failure for an in-process answer that is not a dict."""
+    from oracle.transport import ProtocolFailure
+
+    return ProtocolFailure("garbage", f"answer to seq {req.get('seq')} is not a JSON object",
+                           seq=req.get("seq"), request=req, line=repr(ans)[:500])
+
+
 # --- one session ----------------------------------------------------------------------------------
 class Session:
     """A subject, a judge and the log of one protocol session (hello ... bye)."""
@@ -281,6 +296,7 @@ class Session:
         self.features: tuple[str, ...] = ()
         self.closed = False
         self._many = getattr(subject, "request_many", None)
+        self._violated: Failure | None = None
         ctx.stats.sessions += 1
 
     # transport
@@ -309,6 +325,7 @@ class Session:
                     v.answer if v.answer is not None else ans, v.detail, list(self.log),
                     violation=v)
         self.ctx.record(f)
+        self._violated = f  # its stderr tail is taken at close(), once the subject is gone
         return failure_class(v.rule)(f)
 
     def start(self) -> tuple[str, ...]:
@@ -349,7 +366,7 @@ class Session:
                 if (r0 is prev and prev_valid) or is_valid(r):
                     prev, prev_valid = r0, op in _ALLOC_OPS
                     valid[op] += 1
-                elif self.ctx.strict or force:
+                elif (self.ctx.strict or force) and judge.within_protocol(r):
                     stats.invalid[op] += 1
                 else:
                     stats.skipped += 1
@@ -368,13 +385,19 @@ class Session:
                 self.interrupted()
                 raise
             except Exception as e:
-                self.log.extend(batch)
-                raise self._fail_protocol(e, batch[-1]) from None
+                # the request the transport failed at (a pipelined batch may go on past it):
+                # the log, and so the replay file, ends there
+                failed = getattr(e, "request", None)
+                upto = next((k + 1 for k, r in enumerate(batch) if r is failed), len(batch))
+                self.log.extend(batch[:upto])
+                raise self._fail_protocol(e, batch[upto - 1]) from None
             nulls = False
             log_append, counts, observe = self.log.append, stats.answers, judge.observe
             for r, a in zip(batch, answers, strict=True):
                 log_append(r)
                 stats.requests += 1
+                if type(a) is not dict:  # an in-process subject's bug (a pipe gives dicts)
+                    raise self._fail_protocol(_not_an_object(r, a), r) from None
                 key = RESULT_KEY.get(r["op"])
                 if "error" in a:
                     counts["error"] += 1
@@ -410,6 +433,8 @@ class Session:
         finally:
             self.close()
         self.ctx.stats.requests += 1
+        if type(ans) is not dict:
+            raise self._fail_protocol(_not_an_object(bye, ans), bye) from None
         if ans.get("seq") != bye["seq"] or ans.get("ok") is not True:
             f = Failure("protocol", "protocol", f"bye answered {ans!r}", bye, ans,
                         "bye must be answered {\"seq\": N, \"ok\": true}", list(self.log),
@@ -423,6 +448,11 @@ class Session:
             self.closed = True
             self.ctx.stats.rules_checked.update(self.judge.rules_checked)
             self.subject.close()
+            # "Anything the subject prints to standard error is kept for the report": for a
+            # rule's violation too, not only for a transport failure
+            tail = getattr(self.subject, "stderr_tail", None)
+            if self._violated is not None and not self._violated.stderr_tail and callable(tail):
+                self._violated.stderr_tail = str(tail(0.5))
 
     def interrupted(self) -> None:
         """Ctrl-C: stop the whole run (teardown must not send bye into a half-read pipe)."""
@@ -536,6 +566,12 @@ class SubjectStateMachine(RuleBasedStateMachine):
         feats = self.session.start()
         if ctx.pages_only:
             feats = tuple(f for f in feats if f == "pages")
+            if not feats:  # nothing to send in a pages-only session: end it, and the phase
+                self.session.finish()
+                ctx.stop = StopRun("no-pages", message="pages-only sessions: the subject "
+                                   f"does not list the pages feature (it lists "
+                                   f"{', '.join(self.session.features)})")
+                raise ctx.stop
         self.features = feats
 
     def teardown(self) -> None:
@@ -545,9 +581,44 @@ class SubjectStateMachine(RuleBasedStateMachine):
         if self.ctx.stop is not None:
             s.close()
             return
+        try:
+            self._drain()
+        except BaseException:
+            s.close()  # a violation (or the budget) in the drain: no bye, but no process left
+            raise
         s.finish()
         if self.ctx.progress is not None:
             self.ctx.progress(self.ctx.stats)
+
+    def _drain(self) -> None:
+        """The end of a session where liveness is judged: free every live block, then
+        allocate blocking requests of each order from max_order down, each until null, for
+        the highest zones Normal, DMA32 and DMA in turn. A correct subject answers null only
+        once every allowed zone is at min + lowmem_reserve; a subject that lost pages (a leak
+        on free, a block never merged back) answers one of them too early, which the
+        liveness rule reports. The protocol has no request that asks a subject what it has
+        free, and bye frees nothing: this makes a leak visible with the protocol's own rule.
+        Cheap: about one request per max-order block of memory, plus a few per order."""
+        j = self.session.judge
+        first = self.ctx.first_failure
+        shrinking_liveness = first is not None and first.rule == "liveness"
+        if j.violations or not j.liveness_active or (self.ctx.stats.sessions % DRAIN_EVERY
+                                                     and not shrinking_liveness):
+            return  # after a violation (teardown still runs) the session just ends: bye
+        self._free_pages([{"op": "free_pages", "pfn": p, "order": o}
+                          for p, o in list(j.live_blocks())])
+        pages = sum(int(z["pages"]) for n in self.ctx.hello["nodes"] for z in n["zones"])
+        for mask in _DRAIN_MASKS:
+            for order in range(self.max_order, -1, -1):
+                req = {"op": "alloc_pages", "order": order, "gfp": mask, "nid": -1,
+                       "cpu": self.cpus[0], "ctx": "process"}
+                left = (pages >> order) + 1  # more answers than that would overlap anyway
+                while left > 0 and j.liveness_active:
+                    n = min(64, left)
+                    ans = self.session.run([req] * n, stop_on_null=True)
+                    left -= n
+                    if any(a is None or a.get("pfn") is None for a in ans):
+                        break
 
     # helpers ------------------------------------------------------------------------------------
     def _step(self) -> None:

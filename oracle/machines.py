@@ -80,6 +80,9 @@ def hello_of(machine: str | dict[str, Any] | MachineConfig) -> dict[str, Any]:
     else:
         raise MachineError(f"unknown machine {machine!r}: use {', '.join(PRESETS)} or a "
                            "machine file (machines/*.json)")
+    if hello.get("protocol") != 1 or type(hello.get("protocol")) is not int:
+        raise MachineError(f"the oracle speaks subject protocol version 1; this hello says "
+                           f"protocol {hello.get('protocol')!r}")
     MachineConfig.from_hello(hello)  # the same validation a subject's model applies
     return hello
 

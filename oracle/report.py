@@ -46,11 +46,16 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
+def request_line(r: dict[str, Any]) -> str:
+    """One request; hello (the whole machine) is abbreviated: it is in the replay file."""
+    if r.get("op") != "hello":
+        return compact(r)
+    return f'{{"op": "hello", "seq": {r.get("seq")}, ...: the machine, as in the replay file}}'
+
+
 def sequence_lines(minimal: list[dict[str, Any]]) -> list[str]:
     """The minimal sequence, one request a line; long ones are elided in the middle."""
-    lines = [compact(r) if r.get("op") != "hello" else
-             f'{{"op": "hello", "seq": {r.get("seq")}, ...: the machine, as in the replay file}}'
-             for r in minimal]
+    lines = [request_line(r) for r in minimal]
     if len(lines) <= SHOW_HEAD + SHOW_TAIL + 1:
         return lines
     return [*lines[:SHOW_HEAD], f"... {len(lines) - SHOW_HEAD - SHOW_TAIL} more requests "
@@ -73,7 +78,7 @@ def render(result: OracleResult, console: Console) -> None:
         else:
             console.print(f"verdict: violation of rule '{f.rule}': {f.message}", style=style)
         if f.request is not None:
-            console.print(f"  request: {compact(f.request)}")
+            console.print(f"  request: {request_line(f.request)}")
         if f.answer is not None:
             console.print(f"  answer:  {compact(f.answer)}")
         if f.detail:

@@ -294,12 +294,20 @@ def check_subject(subject: SubjectSpec, *, machine: str | dict[str, Any] = "smal
             except BaseException:
                 if ctx.stop is None and ctx.last_failure is None:
                     raise
+            if ctx.stop is not None and ctx.stop.reason == "no-pages" \
+                    and ctx.last_failure is None:
+                if len(phases) == 1:  # --pages-only, and the subject has no page requests
+                    raise KmemError(f"{ctx.stop}: nothing to judge")
+                notes.append("the subject does not list pages: no pages-only sessions, "
+                             "liveness not judged")
+                continue
             if ctx.last_failure is not None or (ctx.stop is not None
                                                 and ctx.stop.reason != "budget"):
                 break
         if ctx.stop is not None and ctx.stop.reason == "budget":
             notes.append(f"generation stopped at {budget * GEN_SHARE:g} s of the budget")
-        if len(phases) == 2:
+        if len(phases) == 2 and not any(n.startswith("the subject does not list pages")
+                                        for n in notes):
             notes.append("pages-only sessions (liveness judged) first, then every feature")
         failure = ctx.last_failure
         shrink: dict[str, Any] = {}
@@ -367,5 +375,6 @@ def replay(path: str | Path, subject: SubjectSpec, *, timeout: float = DEFAULT_T
         cleanup()
     notes = [f"replayed {path}: recorded rule {header.get('rule')!r}"]
     if ctx.stats.skipped:
-        notes.append(f"{ctx.stats.skipped} requests skipped: invalid on this run's view")
+        notes.append(f"{ctx.stats.skipped} requests skipped: invalid on this run's view, or "
+                     "of a feature the subject does not list")
     return _result(failure, ctx, replay_out, str(header.get("machine", "replay")), notes)

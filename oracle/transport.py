@@ -23,10 +23,12 @@ live processes), which also covers KeyboardInterrupt unwinding out of the oracle
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -45,18 +47,27 @@ _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
 
 
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the subject's process group (it leads its own session: start_new_session), so
+    that processes it started go too; a group with no process left is fine."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, sig)
+
+
 def _reap(proc: subprocess.Popen[bytes], grace: float = 1.0) -> None:
-    """Terminate, then kill, then wait: never leave a child (or a zombie) behind."""
+    """Terminate, then kill, then wait: never leave a child (or a zombie) behind, nor a
+    process the subject started (one holding its stdout would look like a live subject)."""
     try:
         if proc.poll() is None:
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait(5.0)
     except (OSError, subprocess.TimeoutExpired):
         pass
+    _signal_group(proc, signal.SIGKILL)  # what is left of the group once the subject is gone
     with _LIVE_LOCK:
         _LIVE.discard(proc)
 
@@ -227,6 +238,9 @@ class ProcessSubject:
               line: bytes | None = None) -> ProtocolFailure:
         """Build the failure after reaping the process, with its stderr tail and status."""
         self.close()
+        # the line buffer may hold up to MAX_LINE_BYTES; a failure is kept (by Hypothesis,
+        # while it shrinks) with its traceback, whose frames reference this object
+        self._buf.clear()
         rc = self.proc.returncode
         return ProtocolFailure(
             kind, message, seq=msg.get("seq") if msg else None, request=msg,
@@ -264,6 +278,7 @@ class ProcessSubject:
         buf = self._buf
         nl = buf.find(b"\n")
         deadline = 0.0
+        dead = False
         while nl < 0:
             try:
                 chunk = os.read(self._out, 65536)
@@ -273,22 +288,30 @@ class ProcessSubject:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._poll.poll(left * 1000.0):
                     if self.proc.poll() is not None:
+                        if dead:  # a child of the subject holds its stdout open
+                            raise self._died(msg, f"without answering seq {msg.get('seq')} "
+                                                  f"({msg.get('op')})") from None
+                        dead = True
                         continue  # died meanwhile: the next read sees end of file
+                    part = (f" (only {len(buf)} bytes of a line without its newline)"
+                            if buf else "")
                     raise self._fail(
                         "hang", f"no answer to seq {msg.get('seq')} ({msg.get('op')}) within "
-                                f"{timeout:g} s", msg) from None
+                                f"{timeout:g} s{part}", msg, bytes(buf[:500]) if buf else None
+                    ) from None
                 continue
             if not chunk:
                 if buf:
-                    raise self._fail("garbage", "the subject's last output line has no "
-                                     "newline", msg, bytes(buf))
+                    raise self._fail("garbage", f"the subject's last output line (at seq "
+                                     f"{msg.get('seq')}) has no newline", msg, bytes(buf[:500]))
                 raise self._died(msg, f"without answering seq {msg.get('seq')} "
                                       f"({msg.get('op')})")
             nl = len(buf) + chunk.find(b"\n") if b"\n" in chunk else -1
             buf += chunk
             if nl < 0 and len(buf) > MAX_LINE_BYTES:
-                raise self._fail("garbage", f"more than {MAX_LINE_BYTES} bytes on standard "
-                                 "output without a newline", msg, bytes(buf[:500]))
+                raise self._fail("garbage", f"answer to seq {msg.get('seq')} "
+                                 f"({msg.get('op')}): more than {MAX_LINE_BYTES} bytes on "
+                                 "standard output without a newline", msg, bytes(buf[:500]))
         line = bytes(buf[:nl])
         del buf[:nl + 1]
         return line
@@ -305,8 +328,12 @@ class ProcessSubject:
                              msg, line)
         seq = msg.get("seq")
         got = ans.get("seq")
-        if got != seq:
-            if isinstance(got, int) and not isinstance(got, bool) and got <= self._answered:
+        if got != seq or type(got) is not int:  # 5.0 and true are not the integer seq
+            if type(got) is not int:
+                raise self._fail("out-of-order", f"answer with seq {json.dumps(got)} where "
+                                 f"the answer to seq {seq} was due (seq is a JSON integer)",
+                                 msg, line)
+            if got <= self._answered:
                 raise self._fail("twice", f"a second answer to seq {got} arrived where the "
                                  f"answer to seq {seq} was due", msg, line)
             raise self._fail("out-of-order", f"answer with seq {got!r} where the answer to "
@@ -318,7 +345,9 @@ class ProcessSubject:
         """After bye's answer: nothing more on stdout, exit status 0 within the time limit."""
         deadline = time.monotonic() + self.bye_timeout
         extra = bytes(self._buf)
-        while True:
+        # read until end of file, the deadline, or the first output that is not whitespace
+        # (then fail at once: a subject that prints on and on is neither waited for nor kept)
+        while not extra.strip() and len(extra) <= 4096:
             try:
                 chunk = os.read(self._out, 65536)
             except BlockingIOError:
@@ -330,7 +359,7 @@ class ProcessSubject:
             if not chunk:
                 break
             extra += chunk
-        if extra.strip():
+        if extra.strip() or len(extra) > 4096:
             kind = "twice" if extra.lstrip().startswith(b"{") else "garbage"
             raise self._fail(kind, "output after the answer to bye", msg, extra)
         try:

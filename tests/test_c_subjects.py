@@ -285,7 +285,9 @@ VARIANTS: dict[str, tuple[tuple[str, ...], int, int, dict[str, Any]]] = {
     "dma-zone": (("range",), 40, 1, PAGES),
     "thisnode-ignored": (("range",), 2000, 1, PAGES),
     "sleep-in-atomic": (("sleep",), 40, 1, PAGES),
-    "wmark-wrong-reserve": (("liveness",), 40, 3, {**PAGES, "machine": SMALL_BIG_DMA_RESERVE}),
+    # found by the generator or by a session's drain (oracle/machine.py), whose sweeps add
+    # requests that shrinking in the test's 6 s budget does not always remove: <= 100
+    "wmark-wrong-reserve": (("liveness",), 100, 3, {**PAGES, "machine": SMALL_BIG_DMA_RESERVE}),
     "leak-on-free": (("liveness",), 1000, 0, PAGES),
     "kmalloc-class-off-by-one": (("overlap",), 40, 1, {}),
     "double-free-accepted": (("free",), 40, 1, PAGES),

@@ -139,3 +139,24 @@ def test_random_sessions_keep_align_overlap_and_limits(seed: int) -> None:
             assert ans.get("ok") is True, ans
         spans = sorted((a, a + n) for a, (n, _) in live.items())
         assert all(e <= s for (_, e), (s, _) in pairwise(spans))
+
+
+def test_a_slab_boot_that_fails_half_way_gives_its_slab_pages_back() -> None:
+    """On the tiny machine (32 pages), vmalloc leaves enough pages for the slab boot's first
+    caches but not all of them: the boot fails after its first slabs were made, and the
+    pages go back (they used to be refused by free_pages as slab pages, and the valid kmalloc
+    was answered with that error: the oracle's `protocol` rule)."""
+    from oracle.machines import hello_of
+
+    t = SubjectSession({**hello_of("tiny"), "seq": 1})
+    vm = {"gfp": "GFP_KERNEL|__GFP_NORETRY", "cpu": 0, "ctx": "process"}
+    for size in (12289, 4096, 65536, 262149, 1, 262149, 12289, 8192, 262149):
+        assert "error" not in t("vmalloc", size=size, **vm)
+    a = t.s.a
+    assert a is not None
+    free, used = a.nr_free_pages(), dict(a.allocated)
+    assert t("kmalloc", **km(512, "GFP_DMA|__GFP_HIGH")) == {"seq": t.seq, "addr": None}
+    assert t.s.sa is None and a.nr_free_pages() == free and a.allocated == used
+    assert t("kfree", addr="0x10") == {"seq": t.seq, "ok": True}
+    # kmalloc(0) is ZERO_SIZE_PTR whether or not the slab allocator could boot
+    assert t("kmalloc", **km(0)) == {"seq": t.seq, "addr": "0x10"} and t.s.sa is None
