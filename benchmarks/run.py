@@ -715,7 +715,7 @@ def print_summary(console: Console, summary: list[SummaryRow], wall_s: float) ->
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split(
         "\n\n")[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="short run (about 5 s)")
+    ap.add_argument("--quick", action="store_true", help="short run (about 1 min)")
     ap.add_argument("--json", metavar="PATH", type=Path, default=ROOT / "build" / "bench.json",
                     help="where to write the results as JSON (default: build/bench.json)")
     ap.add_argument("--only", metavar="SECTION", action="append", choices=SECTIONS,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -22,6 +23,12 @@ from spec.errors import KmemError
 class CheckTraceUsageError(KmemError, ValueError):
     """A bad option value (--page-offset that is not a number, --top below 1, ...)."""
 
+
+# The lowest kernel address of x86-64 with 5-level paging (with 4 levels: 0xffff800000000000);
+# every direct-map base, KASLR or not, is above it (arch/x86/include/asm/page_64_types.h
+# __PAGE_OFFSET_BASE_L5 0xff11000000000000, __PAGE_OFFSET_BASE_L4 0xffff888000000000).
+KERNEL_HALF_L5 = 0xFF00000000000000
+PAGE_SIZE = 4096  # spec.layout.PAGE_SIZE; not imported, so check-trace starts without spec
 
 # what tracecheck.check/source put into ``not_checked`` when a stream could not be read to
 # its end (a truncated or corrupt xz, gz, bz2 or zst file)
@@ -35,6 +42,30 @@ def _hex(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a hex number: {text!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError("must not be negative")
+    return v
+
+
+def _page_offset(text: str) -> int:
+    """--page-offset: a page-aligned x86-64 kernel address (a base like 0x1, or one above
+    2^64, was accepted and the objects then checked against memory no kernel has)."""
+    v = _hex(text)
+    if not KERNEL_HALF_L5 <= v < 1 << 64:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a kernel address (the direct-map base is 0xffff888000000000 "
+            f"without KASLR; with it, another address between {KERNEL_HALF_L5:#x} and 2^64)")
+    if v % PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"{text} is not page aligned")
+    return v
+
+
+def _seconds(text: str) -> float:
+    """--reorder-window: a finite number of seconds (nan compared false everywhere)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
     return v
 
 
@@ -52,7 +83,7 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--formats", metavar="DIR",
                     help="tracepoint format files (events/kmem/*/format, or one file of them "
                          "concatenated): read fields by name from their print fmt")
-    sp.add_argument("--page-offset", type=_hex, metavar="HEX",
+    sp.add_argument("--page-offset", type=_page_offset, metavar="HEX",
                     help="the direct-map base (page_offset_base, 0xffff888000000000 without "
                          "KASLR); inferred from the trace when not given")
     sp.add_argument("--zoneinfo", metavar="FILE",
@@ -64,7 +95,7 @@ def add_parser(sub: Any) -> None:
     sp.add_argument("--strict", action="store_true",
                     help="also report what untraced kernel paths could explain (bulk "
                          "allocations and frees)")
-    sp.add_argument("--reorder-window", type=float, default=0.001, metavar="SECONDS",
+    sp.add_argument("--reorder-window", type=_seconds, default=0.001, metavar="SECONDS",
                     help="clock skew tolerated between CPUs (default %(default)s)")
     sp.add_argument("--top", type=int, default=15, metavar="N",
                     help="rows of the cache and call-site tables (default %(default)s)")
@@ -101,24 +132,30 @@ def run(args: argparse.Namespace) -> int:
         try:
             written = write_plots(recorder, report, args.plot)
         except OSError as e:
-            raise CheckTraceUsageError(f"--plot {args.plot}: {e}") from None
+            raise CheckTraceUsageError(f"--plot {args.plot}: {e.strerror or e}") from None
     if args.json:
+        from cli.console import write_out
+
         out = report.as_json()
         out["plots"] = written
-        json.dump(out, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        write_out(json.dumps(out, indent=1) + "\n", flush=True)
     else:
-        from rich.console import Console
-
+        from cli.console import PipeSafeConsole
         from tracecheck.report import render
-        console = Console(width=max(Console().width, 120))
+
+        # soft_wrap: a note or title longer than the width stays one line (in a pipe, a CI
+        # log, grep), as docs/traces.md shows; tables still fit the width
+        console = PipeSafeConsole(soft_wrap=True)
+        console.width = max(console.width, 120)
         render(report, console, top=args.top)
         for p in written:
             console.print(f"wrote {p}", highlight=False)
     if not report.ok:
         return 1
     if cut:  # no violation in what was read, but the rest of the input was never checked
-        sys.stdout.flush()
+        from cli.console import write_out
+
+        write_out("", flush=True)
         print(f"kmemspec: error: {cut[0]}", file=sys.stderr)
         return 2
     return 0

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,9 +32,12 @@ if TYPE_CHECKING:  # imported where used: `kmemspec check-trace` starts without 
     from impl.slab_common import SlabAllocator
 
 DEFAULT_RUN_VIEWS = ("buddyinfo", "numastat")
+# CONFIG_NR_CPUS of Debian's amd64 kernel: "setup_percpu: NR_CPUS:8192" in every captured
+# dmesg (tests/fixtures/linux-6.12/*/dmesg; arch/x86/Kconfig NR_CPUS_RANGE_END with MAXSMP).
+NR_CPUS = 8192
 SLAB_VIEWS = {"slabinfo": "/proc/slabinfo", "slabtop": "slabtop --once"}
 VM_VIEWS = {"vmallocinfo": "/proc/vmallocinfo",
-            "meminfo-vmalloc": "/proc/meminfo (the vmalloc lines)"}
+            "meminfo-vmalloc": "/proc/meminfo (the page-table and vmalloc lines)"}
 
 
 class CliError(KmemError, ValueError):
@@ -46,6 +50,9 @@ def with_cpus(m: MachineConfig, cpus_per_node: int) -> MachineConfig:
     MachineConfig.numa(cpus_per_node=N); it works the same way for any machine."""
     if cpus_per_node < 1:
         raise CliError(f"--cpus must be at least 1, got {cpus_per_node}")
+    if cpus_per_node * len(m.nodes) > NR_CPUS:  # also keeps range() below a C ssize_t
+        raise CliError(f"--cpus {cpus_per_node} on {len(m.nodes)} node(s) is more than NR_CPUS "
+                       f"{NR_CPUS} CPUs (at most {NR_CPUS // len(m.nodes)} per node)")
     nodes = tuple(replace(n, cpus=tuple(range(i * cpus_per_node, (i + 1) * cpus_per_node)))
                   for i, n in enumerate(m.nodes))
     return replace(m, nodes=nodes).validate()
@@ -56,6 +63,8 @@ def boot(machine: str, cpus: int | None) -> PageAllocator:
     from impl.machine import MachineConfig
     from impl.page_alloc import PageAllocator
 
+    if re.fullmatch(r"0+[gt]ib", machine.lower()):  # was "node 0 zone Normal: empty ... span"
+        raise CliError(f"--machine {machine}: a machine needs memory (1gib and up)")
     m = MachineConfig.named(machine)  # validated: no zone beyond MAX_PHYSMEM_BITS
     if cpus is not None:
         m = with_cpus(m, cpus)
@@ -84,6 +93,15 @@ def check_view(name: str) -> str:
     return name
 
 
+def check_slabinfo_arg(path: str | None) -> None:
+    """--slabinfo must name a file: checked before booting (``run`` reads it only when a
+    scenario boots the slab allocator), and said plainly (was "[Errno 2] No such file or
+    directory: 'x'" after the path, from impl/slab_common.py)."""
+    if path and not os.path.isfile(path):
+        why = "not a file" if os.path.exists(path) else "No such file or directory"
+        raise CliError(f"cannot read slabinfo {path}: {why}")
+
+
 def slabinfo_of(args: argparse.Namespace, a: PageAllocator) -> str | None:
     """--slabinfo FILE, else the machine file's ``slabinfo``, else none."""
     if args.slabinfo:
@@ -105,6 +123,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from impl.vmalloc import Vmalloc
 
     view = check_view(args.view)
+    check_slabinfo_arg(args.slabinfo)
     a = boot(args.machine, args.cpus)
     if view in SLAB_VIEWS:
         sys.stdout.write(slab_view(view, SlabAllocator(a, slabinfo=slabinfo_of(args, a))))
@@ -118,8 +137,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Parse the whole scenario, run it, then print the views and the summary."""
-    from rich.console import Console
-
+    from cli.console import PipeSafeConsole, write_out
     from cli.scenario import Runner, parse_scenario, run_steps
     from impl.views import VIEW_PATHS, VIEWS
 
@@ -132,14 +150,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         raise ScenarioError(f"scenario {path} is not UTF-8 text") from None
     steps = parse_scenario(text, str(path))
-    if args.slabinfo and not os.path.isfile(args.slabinfo):  # read only when slabs boot
-        raise CliError(f"cannot read slabinfo {args.slabinfo}: not a file")
+    check_slabinfo_arg(args.slabinfo)
     a = boot(args.machine or scenario_machine(text, path) or "default", args.cpus)
-    console = Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
+    console = PipeSafeConsole(highlight=False, markup=False, emoji=False, soft_wrap=True)
 
     def emit(o: Outcome) -> None:
         if args.json:
-            sys.stdout.write(json.dumps(o.record) + "\n")
+            write_out(json.dumps(o.record) + "\n")
         else:
             style = ("red" if "error" in o.record or o.failed_expectation else
                      "yellow" if o.record.get("effects") else None)
@@ -162,17 +179,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.json:
         for v in views:
-            sys.stdout.write(json.dumps({"view": v, "text": text_of(v)}) + "\n")
-        sys.stdout.write(json.dumps({"summary": summary.as_dict()}) + "\n")
+            write_out(json.dumps({"view": v, "text": text_of(v)}) + "\n")
+        write_out(json.dumps({"summary": summary.as_dict()}) + "\n", flush=True)
     else:
         for v in views:
-            sys.stdout.write("\n")
+            write_out("\n")
             if v != "numastat":  # that view heads each node's file itself
-                sys.stdout.write(f"==> {VIEW_PATHS.get(v) or SLAB_VIEWS.get(v) or VM_VIEWS[v]}"
-                                 " <==\n")
-            sys.stdout.write(text_of(v))
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+                write_out(f"==> {VIEW_PATHS.get(v) or SLAB_VIEWS.get(v) or VM_VIEWS[v]} <==\n")
+            write_out(text_of(v))
+        write_out("\n", flush=True)
         for line in summary.lines():
             console.print(line, style="bold red" if "FAILED" in line else None)
     return 1 if summary.expect_failed else 0
@@ -195,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="An executable, formally specified model of the Linux 6.12.117 memory "
                     "allocators (pages, slab and kmalloc, vmalloc, processes), a reference "
                     "oracle for other allocators, and a checker of real kernel traces.")
+    p.add_argument("--version", action="version", version=version_text())
     sub = p.add_subparsers(dest="command", required=True)
 
     def machine_opts(sp: argparse.ArgumentParser, from_scenario: bool = False) -> None:
@@ -206,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--cpus", type=int, default=None, metavar="N",
                         help="give every node N CPUs, numbered node by node "
                              "(on the default machine: MachineConfig.numa(cpus_per_node=N)); "
-                             "slab orders follow the total, as num_present_cpus()")
+                             "slab orders follow the total, as num_present_cpus(); at most "
+                             f"NR_CPUS {NR_CPUS} in all")
         sp.add_argument("--slabinfo", default=None, metavar="FILE",
                         help="also create every cache listed in a real /proc/slabinfo, by "
                              "name and size, so the model starts out like that machine")
@@ -222,11 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "run", help="run a scenario file (one operation per line)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run a scenario: one operation per line, as a JSON object with the fields "
-                    "of a subject-protocol request, or as 'op key=value ...'. $NAME refers to "
-                    "a result named with as=NAME; expect_null / expect_error check an "
-                    "outcome (exit 1 if one does not hold). '# machine: NAME' picks the "
-                    "scenario's machine.",
+        description=textwrap.fill(
+            "Run a scenario: one operation per line, as a JSON object with the fields of a "
+            "subject-protocol request, or as 'op key=value ...'. $NAME refers to a result "
+            "named with as=NAME; expect_null / expect_error check an outcome (exit 1 if one "
+            "does not hold). '# machine: NAME' picks the scenario's machine.", 79),
         epilog="operations:\n" + ops)
     sp.add_argument("scenario", metavar="SCENARIO")
     machine_opts(sp, from_scenario=True)
@@ -248,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
         if "error" not in vars(parser):  # cli/oracle.py sets its own
             parser.error = _one_line_error(parser.prog)  # type: ignore[method-assign,assignment]
     return p
+
+
+def version_text() -> str:
+    """``kmemspec --version``: the installed version and the kernel the model pins."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("kmemspec")
+    except PackageNotFoundError:  # run from a checkout that was never pip-installed
+        v = "(not installed)"
+    return f"kmemspec {v}, a model of Linux 6.12.117's memory allocators"
 
 
 def trace_parser() -> argparse.ArgumentParser:
@@ -277,13 +305,16 @@ def main(argv: list[str] | None = None) -> int:
         rc: int = args.func(args)
         return rc
     except KmemError as e:
-        sys.stdout.flush()
+        from cli.console import write_out
+
+        write_out("", flush=True)  # what the command printed before its error comes first
         msg = str(e).replace("\n", " ")
         print(f"kmemspec: error: {msg}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `kmemspec show zoneinfo | head`: quiet, as cat would be
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except BrokenPipeError:  # `kmemspec show zoneinfo | head` (no verdict): quiet, as cat is
+        from cli.console import stdout_to_devnull
+
+        stdout_to_devnull()
         return 0
     except KeyboardInterrupt:
         return 130

@@ -49,6 +49,8 @@ def _positive(kind: type[int] | type[float], name: str) -> Any:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
         if v <= 0:
             raise argparse.ArgumentTypeError(f"{name} must be positive, got {text!r}")
+        if v == float("inf") or v != v:  # inf, nan: a run that never ends
+            raise argparse.ArgumentTypeError(f"{name} must be finite, got {text!r}")
         return v
     return parse
 
@@ -176,8 +178,11 @@ def cmd_oracle(args: argparse.Namespace) -> int:
                 sequences=args.sequences,
                 steps=args.steps, budget=args.budget, timeout=args.timeout,
                 replay_path=args.replay_out or DEFAULT_REPLAY_OUT, progress=progress)
+    from cli.console import PipeSafeConsole, write_out  # `| head` keeps the exit status
+
     if args.json:
-        sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+        write_out(json.dumps(result.as_dict()) + "\n", flush=True)
     else:
-        render(result, Console(highlight=False, markup=False, emoji=False, soft_wrap=True))
+        render(result, PipeSafeConsole(highlight=False, markup=False, emoji=False,
+                                       soft_wrap=True))
     return result.exit_status

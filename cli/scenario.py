@@ -23,6 +23,7 @@ page-only scenarios keep no slab pages.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from cli.scenario_mm import execute_mm, mm_ops
+from cli.text import plural
 from cli.vmalloc_ops import VM_OPS, execute_vm
 from impl.page_alloc import PageAllocator
 from impl.slab_common import SlabAllocator
@@ -189,8 +191,15 @@ def _parse_value(kind: str, raw: Any, where: str) -> ArgValue:
 
 def _build_step(lineno: int, op: Any, fields: dict[str, Any], flags: list[str],
                 where: str) -> Step:
+    if op in ("hello", "bye"):  # a pasted protocol transcript
+        raise ScenarioError(f"{where}: {op} belongs to the subject protocol, not to a scenario "
+                            "(the machine is --machine or a '# machine: NAME' line; a machine "
+                            "file is a hello as JSON)")
     if not isinstance(op, str) or op not in OPS:
-        raise ScenarioError(f"{where}: unknown op {op!r} (ops: {', '.join(OPS)})")
+        close = (difflib.get_close_matches(op, OPS, n=1, cutoff=0.75) if isinstance(op, str)
+                 else [])
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ScenarioError(f"{where}: unknown op {op!r} ({hint}ops: {', '.join(OPS)})")
     spec = OPS[op]
     step = Step(lineno, op, {})
     for flag in flags:
@@ -232,7 +241,7 @@ def parse_line(lineno: int, line: str, where: str) -> Step | None:
     text = line.strip()
     if not text or text.startswith("#"):
         return None
-    if text.startswith("{"):
+    if text.startswith(("{", "[", '"')):  # JSON: an object, or a mistake
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
@@ -277,6 +286,17 @@ def parse_scenario(text: str, path: str = "<scenario>") -> list[Step]:
 
 
 # --- running -----------------------------------------------------------------------------------
+def _check_pagecache_pages(a: PageAllocator, nid: Any, pages: Any) -> None:
+    """``pagecache pages=N`` reads N pages one by one, each reclaiming an older one once the
+    node is full: more than the node's managed pages only evicts what the same op added, and
+    a mistyped 99999999999999 ran for ever. A bad nid is left to pagecache_add."""
+    if type(nid) is int and 0 <= nid < len(a.machine.nodes) and type(pages) is int:
+        managed = sum(z.managed for z in a.machine.nodes[nid].zones)
+        if not 0 <= pages <= managed:
+            raise ScenarioError(f"pagecache: pages={pages} must be 0..{managed}, the managed "
+                                f"pages of node {nid}")
+
+
 @dataclass
 class Summary:
     """What a run did, for the closing report."""
@@ -307,7 +327,7 @@ class Summary:
 
     def lines(self) -> list[str]:
         out = [
-            f"summary: {self.ops} ops, {self.errors} errors",
+            f"summary: {plural(self.ops, 'op')}, {plural(self.errors, 'error')}",
             f"  allocations: {self.allocs_ok} ok, {self.allocs_failed} failed",
             f"  sleeps (direct reclaim entered): {self.sleeps}",
             f"  reclaimed pages: {self.direct_reclaimed + self.kswapd_reclaimed} "
@@ -322,7 +342,8 @@ class Summary:
         out.append("  remote-access cost per CPU (sum of node distances / accesses):")
         for cpu, (n, cost) in self.cpu_cost.items():
             if n:
-                out.append(f"    cpu {cpu}: {n} accesses, cost {cost} ({cost / n:.2f} per access)")
+                out.append(f"    cpu {cpu}: {plural(n, 'access', 'accesses')}, cost {cost} "
+                           f"({cost / n:.2f} per access)")
         if not any(n for n, _ in self.cpu_cost.values()):
             out.append("    (no accesses)")
         return out
@@ -471,15 +492,16 @@ class Runner:
             d = a.touch(args["pfn"], args["cpu"])
             return f"distance {d}", {"distance": d}, False
         if op == "pagecache":
+            _check_pagecache_pages(a, args["nid"], args["pages"])
             n = a.pagecache_add(args["nid"], args["pages"], cpu=args["cpu"])
-            return f"{n} pages added", {"added": n}, False
+            return f"{plural(n, 'page')} added", {"added": n}, False
         if op == "drop_caches":
             n = a.drop_caches()
             self.summary.dropped += n
-            return f"{n} pages freed", {"freed": n}, False
+            return f"{plural(n, 'page')} freed", {"freed": n}, False
         if op == "kswapd":
             n = a.kswapd(args["nid"])  # counted from its kswapd_run effect
-            return f"{n} pages reclaimed", {"reclaimed": n}, False
+            return f"{plural(n, 'page')} reclaimed", {"reclaimed": n}, False
         if op in SLAB_OPS:
             return self._execute_slab(step, args, self.slab())
         if op in VM_OPS:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
+from cli.text import plural
 from impl.compaction import CompactResult, compact_node, compact_nodes, compact_zone
 from impl.fork import Processes, abstract_mm
 from impl.migrate import migrate_page
@@ -123,13 +124,14 @@ def execute_mm(r: Runner, step: Step, args: dict[str, Any]) -> tuple[str, dict[s
     elif op == "fork":
         before = len(ps.mm_of(args["pid"]).ptes)
         result = ps.fork(args["pid"], cpu=args["cpu"])
-        text = f"pid {result} ({before} pages shared, private ones write-protected for COW)"
+        text = (f"pid {result} ({plural(before, 'page')} shared, private ones "
+                "write-protected for COW)")
         rec = {"pid": result}
     elif op == "exit_process":
         free = r.a.nr_free_pages()
         ps.exit(args["pid"])
         n = r.a.nr_free_pages() - free
-        text, rec = f"ok, {n} pages back to the buddy allocator", {"freed": n}
+        text, rec = f"ok, {plural(n, 'page')} back to the buddy allocator", {"freed": n}
     elif op == "mmap":
         flags = MAP_PRIVATE | MAP_ANONYMOUS | (MAP_FIXED if args["fixed"] else 0)
         result = ps.mmap(args["pid"], args["length"], addr=args["addr"], prot=args["prot"],
@@ -139,7 +141,7 @@ def execute_mm(r: Runner, step: Step, args: dict[str, Any]) -> tuple[str, dict[s
         n = 0
         for i in range(max(args["count"], 1)):
             n += ps.munmap(args["pid"], args["addr"] + i * args["stride"], args["length"])
-        text, rec = f"{n} pages unmapped", {"unmapped": n}
+        text, rec = f"{plural(n, 'page')} unmapped", {"unmapped": n}
     elif op == "fault":
         pfns = [ps.fault(args["pid"], args["addr"] + i * PAGE_SIZE, write=bool(args["write"]),
                          cpu=args["cpu"]) for i in range(max(args["pages"], 1))]
@@ -182,7 +184,7 @@ def execute_mm(r: Runner, step: Step, args: dict[str, Any]) -> tuple[str, dict[s
     elif op == "buffer_free":
         n = ps.free_shared_buffer(args["buf"])
         counts = [r.a.page_count(p) for p in ps.buffers[args["buf"]].pfns if p >= 0]
-        text = (f"kernel reference dropped: {n} pages freed, page_count of the rest "
+        text = (f"kernel reference dropped: {plural(n, 'page')} freed, page_count of the rest "
                 f"{counts}")
         rec = {"freed": n}
     elif op == "migrate":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cli.text import plural
 from impl.vmalloc import DEFAULT_CALLER, Vmalloc
 from spec.gfp import __GFP_ZERO
 
@@ -30,13 +31,13 @@ def execute_vm(v: Vmalloc, op: str, args: dict[str, Any]
             nodes[nid] = nodes.get(nid, 0) + 1
         shown = ", ".join(hex(p) for p in vm.pages[:4]) + (", ..." if vm.nr_pages > 4 else "")
         per_node = " ".join(f"N{n}={c}" for n, c in sorted(nodes.items()))
-        pages = f"{vm.nr_pages} page{'s' if vm.nr_pages != 1 else ''}"
+        pages = plural(vm.nr_pages, "page")
         text = (f"addr {addr:#x}, {pages} (pfns {shown}; {per_node}), area "
                 f"{vm.addr:#x}-{vm.addr + vm.size:#x} with its guard page")
         return text, {"addr": hex(addr), "pfns": list(vm.pages), "size": vm.size}, False, addr
     if op == "vfree":
         v.vfree(args["addr"], cpu=args["cpu"], ctx=args["ctx"])
-        lazy = f"; {v.vmap_lazy_nr} lazy pages" if v.vmap_lazy_nr else ""
+        lazy = f"; {plural(v.vmap_lazy_nr, 'lazy page')}" if v.vmap_lazy_nr else ""
         return f"ok{lazy}", {"ok": True}, False, None
     if op == "vmalloc_to_pfn":
         pfn = v.vmalloc_to_pfn(args["addr"])
@@ -44,4 +45,4 @@ def execute_vm(v: Vmalloc, op: str, args: dict[str, Any]
             return "no page (not mapped)", {"pfn": None}, True, None
         return f"pfn {pfn:#x} ({pfn}) node {v.nid_of(pfn)}", {"pfn": pfn}, False, pfn
     n = v.purge_vmap_area_lazy()
-    return f"{n} lazily freed areas purged", {"purged": n}, False, None
+    return f"{plural(n, 'lazily freed area')} purged", {"purged": n}, False, None

@@ -143,6 +143,8 @@ class MachineConfig:
         cpus = [c for node in self.nodes for c in node.cpus]
         if len(set(cpus)) != len(cpus) or not cpus:
             raise MachineError("every CPU must belong to exactly one node, and one CPU must exist")
+        if min(cpus) < 0:  # cpu ids index cpu_possible_mask: 0..nr_cpu_ids-1
+            raise MachineError(f"cpu {min(cpus)} is negative")
         spans: list[tuple[int, int, str]] = []
         for node in self.nodes:
             seen: set[int] = set()
@@ -168,6 +170,8 @@ class MachineConfig:
                 if z.lowmem_reserve is not None and len(z.lowmem_reserve) > MAX_NR_ZONES:
                     raise MachineError(f"{where}: too many lowmem_reserve entries")
                 spans.append((z.start_pfn, z.end_pfn, where))
+        if not spans:  # memoryless nodes exist, a machine without memory does not
+            raise MachineError("no node has a zone: the machine has no memory")
         spans.sort()
         for (_s1, e1, w1), (s2, _e2, w2) in pairwise(spans):
             if s2 < e1:
@@ -334,7 +338,11 @@ class MachineConfig:
             raise MachineError(f"cannot read machine file {p}: {e.strerror}") from None
         except json.JSONDecodeError as e:
             raise MachineError(f"machine file {p} is not valid JSON: {e}") from None
-        if isinstance(data, dict) and isinstance(data.get("slabinfo"), str):
+        except UnicodeDecodeError:
+            raise MachineError(f"machine file {p} is not UTF-8 text") from None
+        if not isinstance(data, dict):
+            raise MachineError(f"machine file {p} is not a JSON object (see machines/*.json)")
+        if isinstance(data.get("slabinfo"), str):
             data = {**data, "slabinfo": str(p.parent / data["slabinfo"])}
         return MachineConfig.from_dict(data, name=p.stem)
 
@@ -369,7 +377,9 @@ class MachineConfig:
                 watermark_scale_factor=int(data.get("watermark_scale_factor", 10)),
                 extra={k: data[k] for k in ("slabinfo",) if k in data},
             ).validate()
-        except (KeyError, TypeError, ValueError) as e:
+        except KeyError as e:
+            raise MachineError(f"bad machine description: missing field {e}") from None
+        except (TypeError, ValueError) as e:
             if isinstance(e, MachineError):
                 raise
             raise MachineError(f"bad machine description: {type(e).__name__}: {e}") from None

@@ -62,3 +62,20 @@ def tiny() -> PageAllocator:
 def default_machine() -> PageAllocator:
     """The two-node, 16 GiB-per-node default machine, freshly booted."""
     return PageAllocator(MachineConfig.default())
+
+
+def one_error_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``kmemspec ARGV`` in-process; assert exit 2 and a single error line; return it."""
+    from cli.main import main  # the CLI imports lazily; so do the tests that need it
+
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code  # type: ignore[assignment]
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("kmemspec: error: "), lines[0]
+    return lines[0]

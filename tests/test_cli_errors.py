@@ -10,25 +10,11 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from tests.conftest import one_error_line
 from tracecheck import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE = ROOT / "tests" / "fixtures" / "linux-6.1" / "2node-4cpu-2g" / "trace.xz"
-
-
-def one_error_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run ``kmemspec ARGV``; assert exit 2 and a single error line; return that line."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse's own errors
-        rc = e.code  # type: ignore[assignment]
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("kmemspec: error: "), lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("argv", [

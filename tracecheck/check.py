@@ -2070,7 +2070,7 @@ def node_ranges_from_zoneinfo(path: str) -> list[tuple[int, int, int]]:
     "Node N, zone NAME", "spanned" and "start_pfn:" lines are read (mm/vmstat.c
     zoneinfo_show_print), so every kernel's layout parses."""
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:  # a binary file: no stanza, one error line
             text = f.read()
     except OSError as e:
         raise TraceSourceError(f"--zoneinfo {path}: {e.strerror or e}") from None
@@ -2078,7 +2078,7 @@ def node_ranges_from_zoneinfo(path: str) -> list[tuple[int, int, int]]:
     nid, spanned = -1, 0
     for ln in text.splitlines():
         w = ln.split()
-        if len(w) >= 4 and w[0] == "Node" and w[2] == "zone":
+        if len(w) >= 4 and w[0] == "Node" and w[2] == "zone" and w[1].rstrip(",").isdigit():
             nid, spanned = int(w[1].rstrip(",")), 0
         elif len(w) == 2 and w[0] == "spanned" and w[1].isdigit():
             spanned = int(w[1])
@@ -2109,7 +2109,8 @@ def check_trace(sources: Sequence[str | os.PathLike[str]] = (), *, text: str | N
         try:
             fmts = load_formats(formats_dir)
         except OSError as e:
-            raise TraceSourceError(f"--formats: {e}") from None
+            raise TraceSourceError(f"--formats {formats_dir}: {e.strerror}" if e.strerror
+                                   else f"--formats: {e}") from None
     ranges = node_ranges_from_zoneinfo(zoneinfo) if zoneinfo is not None else []
     rp = Replay(formats=fmts, page_offset=page_offset, reorder_window=reorder_window,
                 strict=strict, recorder=recorder, node_ranges=ranges)
