@@ -36,12 +36,27 @@ HUGETLB_PAGE_ORDER = 9  # 2 MiB huge pages: pageblock_order = min(9, MAX_PAGE_OR
 _MAX_PFN = 1 << (MAX_PHYSMEM_BITS - PAGE_SHIFT)  # arch/x86/include/asm/sparsemem.h
 
 
+def _int(v: Any, what: str) -> int:
+    """A JSON integer: ``1.5``, ``"16"`` or ``true`` where a count or pfn belongs is a
+    mistake to report, not a number to truncate or coerce."""
+    if type(v) is not int:
+        raise MachineError(f"{what} must be an integer, got {v!r}")
+    return v
+
+
+def _bool(v: Any, what: str) -> bool:
+    """A JSON boolean: ``"no"`` is not false."""
+    if type(v) is not bool:
+        raise MachineError(f"{what} must be true or false, got {v!r}")
+    return v
+
+
 def _with_movable(lr: Any) -> tuple[int, ...]:
     """A hello's or machine file's lowmem_reserve (DMA, DMA32, Normal) with the ZONE_MOVABLE
     column that movable masks use: the Normal one. That is the protocol's "Normal otherwise",
     and setup_per_zone_lowmem_reserve()'s value for an empty ZONE_MOVABLE, whose running sum
     adds no pages (mm/page_alloc.c)."""
-    t = tuple(int(x) for x in lr)
+    t = tuple(_int(x, "lowmem_reserve") for x in lr)
     return (*t, t[-1] if t else 0)
 
 
@@ -124,6 +139,9 @@ class MachineConfig:
             raise MachineError(f"max_order {self.max_order} out of range 0..20")
         if not self.nodes:
             raise MachineError("a machine needs at least one node")
+        if self.min_free_kbytes is not None and self.min_free_kbytes < 0:
+            # vm.min_free_kbytes: proc_dointvec_minmax with extra1 = SYSCTL_ZERO
+            raise MachineError(f"min_free_kbytes {self.min_free_kbytes} is negative")
         if type(self.watermark_scale_factor) is not int or not (
                 1 <= self.watermark_scale_factor <= 3000):  # page_alloc_sysctl_table: 1..3000
             raise MachineError(f"watermark_scale_factor {self.watermark_scale_factor!r} out of "
@@ -283,18 +301,22 @@ class MachineConfig:
                     zname = zd["zone"]
                     if zname not in ZONE_NAMES[:3]:
                         raise MachineError(f"unknown zone name {zname!r}")
-                    s, p = int(zd["start_pfn"]), int(zd["pages"])
+                    where = f"node {i} zone {zname}"
+                    s = _int(zd["start_pfn"], f"{where}: start_pfn")
+                    p = _int(zd["pages"], f"{where}: pages")
                     lr = zd.get("lowmem_reserve")
-                    lrt = tuple(int(x) for x in lr) if lr is not None else (0, 0, 0)
+                    lrt = (tuple(_int(x, "lowmem_reserve") for x in lr) if lr is not None
+                           else (0, 0, 0))
                     zones.append(ZoneConfig(ZONE_NAMES.index(zname), s, p, ((s, s + p),),
-                                            min=int(zd["min"]),
+                                            min=_int(zd["min"], f"{where}: min"),
                                             lowmem_reserve=_with_movable(lrt)))
                 zones.sort(key=lambda z: z.zone)
-                nodes.append(NodeConfig(int(nd.get("nid", i)),
-                                        tuple(int(c) for c in nd["cpus"]), tuple(zones)))
-            dist = tuple(tuple(int(x) for x in row) for row in msg["distance"])
+                nodes.append(NodeConfig(_int(nd.get("nid", i), f"node {i}: nid"),
+                                        tuple(_int(c, f"node {i}: cpu") for c in nd["cpus"]),
+                                        tuple(zones)))
+            dist = tuple(tuple(_int(x, "distance") for x in row) for row in msg["distance"])
             return MachineConfig(
-                tuple(nodes), dist, max_order=int(msg.get("max_order", 10)),
+                tuple(nodes), dist, max_order=_int(msg.get("max_order", 10), "max_order"),
                 page_offset=int(msg.get("page_offset", hex(PAGE_OFFSET)), 16),
                 vmalloc_start=int(msg.get("vmalloc_start", hex(VMALLOC_START)), 16),
                 vmalloc_end=int(msg.get("vmalloc_end", hex(VMALLOC_END)), 16),
@@ -357,24 +379,30 @@ class MachineConfig:
                     zname = zd["zone"]
                     if zname not in ZONE_NAMES[:3]:
                         raise MachineError(f"unknown zone name {zname!r}")
-                    s, p = int(zd["start_pfn"]), int(zd["pages"])
-                    ranges = tuple((int(a), int(b)) for a, b in zd.get("ranges", [[s, s + p]]))
-                    reserved = tuple((int(a), int(b)) for a, b in zd.get("reserved", []))
+                    where = f"node {i} zone {zname}"
+                    s = _int(zd["start_pfn"], f"{where}: start_pfn")
+                    p = _int(zd["pages"], f"{where}: pages")
+                    ranges = tuple((_int(a, f"{where}: ranges"), _int(b, f"{where}: ranges"))
+                                   for a, b in zd.get("ranges", [[s, s + p]]))
+                    reserved = tuple((_int(a, f"{where}: reserved"), _int(b, f"{where}: reserved"))
+                                     for a, b in zd.get("reserved", []))
                     lr = zd.get("lowmem_reserve")
                     zones.append(ZoneConfig(
                         ZONE_NAMES.index(zname), s, p, ranges, reserved,
-                        min=int(zd["min"]) if "min" in zd else None,
+                        min=_int(zd["min"], f"{where}: min") if "min" in zd else None,
                         lowmem_reserve=_with_movable(lr) if lr is not None else None))
                 zones.sort(key=lambda z: z.zone)
-                nodes.append(NodeConfig(int(nd.get("nid", i)),
-                                        tuple(int(c) for c in nd["cpus"]), tuple(zones)))
-            dist = tuple(tuple(int(x) for x in row) for row in data["distance"])
+                nodes.append(NodeConfig(_int(nd.get("nid", i), f"node {i}: nid"),
+                                        tuple(_int(c, f"node {i}: cpu") for c in nd["cpus"]),
+                                        tuple(zones)))
+            dist = tuple(tuple(_int(x, "distance") for x in row) for row in data["distance"])
             mfk = data.get("min_free_kbytes")
             return MachineConfig(
-                tuple(nodes), dist, max_order=int(data.get("max_order", 10)),
-                min_free_kbytes=int(mfk) if mfk is not None else None,
-                thp=bool(data.get("thp", True)), name=str(data.get("name", name)),
-                watermark_scale_factor=int(data.get("watermark_scale_factor", 10)),
+                tuple(nodes), dist, max_order=_int(data.get("max_order", 10), "max_order"),
+                min_free_kbytes=_int(mfk, "min_free_kbytes") if mfk is not None else None,
+                thp=_bool(data.get("thp", True), "thp"), name=str(data.get("name", name)),
+                watermark_scale_factor=_int(data.get("watermark_scale_factor", 10),
+                                            "watermark_scale_factor"),
                 extra={k: data[k] for k in ("slabinfo",) if k in data},
             ).validate()
         except KeyError as e:

@@ -60,6 +60,43 @@ def test_machine_files_the_kernel_could_not_boot(nodes: str, msg: str, tmp_path:
     assert msg in one_error_line(["show", "buddyinfo", "--machine", str(p)], capsys)
 
 
+_ZONE = '{"zone": "Normal", "start_pfn": 0, "pages": 4096}'
+
+
+@pytest.mark.parametrize(("body", "msg"), [
+    # each was silently truncated or coerced before: 1.5 pages -> 1, "no" -> True, -1 kB
+    (f'"nodes": [{{"cpus": [0], "zones": [{_ZONE.replace("4096", "4096.5")}]}}]',
+     "node 0 zone Normal: pages must be an integer, got 4096.5"),
+    (f'"nodes": [{{"cpus": ["0"], "zones": [{_ZONE}]}}]', "node 0: cpu must be an integer"),
+    (f'"nodes": [{{"cpus": [0], "zones": [{_ZONE}]}}], "thp": "no"',
+     "thp must be true or false, got 'no'"),
+    (f'"nodes": [{{"cpus": [0], "zones": [{_ZONE}]}}], "min_free_kbytes": -1',
+     "min_free_kbytes -1 is negative"),
+    (f'"nodes": [{{"cpus": [0], "zones": [{_ZONE}]}}], "max_order": true',
+     "max_order must be an integer, got True"),
+])
+def test_machine_file_values_of_the_wrong_type_are_refused(
+        body: str, msg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "machine.json"
+    p.write_text(f'{{{body}, "distance": [[10]]}}\n')
+    assert msg in one_error_line(["show", "buddyinfo", "--machine", str(p)], capsys)
+
+
+def test_a_hello_with_a_fractional_page_count_is_refused() -> None:
+    """The protocol's hello is read by the same strict reader as a machine file."""
+    import json
+
+    from impl.machine import MachineConfig
+    from oracle.machines import EXAMPLE_HELLO
+    from spec.errors import MachineError
+
+    hello = json.loads(json.dumps(EXAMPLE_HELLO))
+    MachineConfig.from_hello(hello)  # the example itself boots
+    hello["nodes"][0]["zones"][0]["pages"] += 0.5
+    with pytest.raises(MachineError, match="pages must be an integer"):
+        MachineConfig.from_hello(hello)
+
+
 def test_a_machine_of_zero_bytes_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     """--machine 0gib said 'node 0 zone Normal: empty or negative span'."""
     assert "a machine needs memory" in one_error_line(["show", "buddyinfo", "--machine",
