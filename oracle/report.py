@@ -87,7 +87,8 @@ def render(result: OracleResult, console: Console) -> None:
             console.print("  subject's stderr (tail):")
             for line in f.stderr_tail.rstrip().splitlines()[-15:]:
                 console.print(f"    {line}")
-        console.print(f"  minimal sequence ({len(result.minimal)} requests):")
+        n_min = len(result.minimal)
+        console.print(f"  minimal sequence ({n_min} request{'' if n_min == 1 else 's'}):")
         for line in sequence_lines(result.minimal):
             console.print(f"    {line}")
         if result.replay_path:

@@ -324,9 +324,11 @@ def check_subject(subject: SubjectSpec, *, machine: str | dict[str, Any] = "smal
                                        max(end - 0.5, time.monotonic() + 1))
                 shrink.update(ddmin_replays=tries, ddmin_length=len(failure.log),
                               ddmin_seconds=round(time.monotonic() - t_hyp, 3))
-                notes.append(f"shrunk to {len(failure.log)} requests (first seen in a sequence "
-                             f"of {shrink['first_length']}; Hypothesis: "
-                             f"{shrink['hypothesis_length']}; ddmin: {tries} replays)")
+                n = len(failure.log)
+                notes.append(f"shrunk to {n} request{'' if n == 1 else 's'} (first seen in a "
+                             f"sequence of {shrink['first_length']}; Hypothesis: "
+                             f"{shrink['hypothesis_length']}; ddmin: {tries} "
+                             f"replay{'' if tries == 1 else 's'})")
         result = _result(failure, ctx, replay_path, machine_name(machine), notes)
         if shrink:
             result.stats["shrink"] = shrink

@@ -314,3 +314,26 @@ def test_every_fourth_liveness_session_ends_with_a_drain() -> None:
     assert {q["order"] for q in sweep} == set(range(9))
     assert not any(tail(s).get("gfp") == "GFP_KERNEL|GFP_DMA" and tail(s).get("order") == 0
                    for s in ss[:3])
+
+
+
+def test_report_counts_agree_in_number() -> None:
+    """A one-request minimal sequence is '1 request', not '1 requests'."""
+    import io
+
+    from rich.console import Console
+
+    from oracle.machine import Failure
+    from oracle.report import render
+    from oracle.run import OracleResult
+
+    req = {"op": "alloc_pages", "seq": 1, "nid": 0, "gfp": "GFP_KERNEL", "order": 11,
+           "cpu": 0, "ctx": "process"}
+    failure = Failure("violation", "order", "order above max_order served", req,
+                      {"seq": 1, "pfn": "0x0"}, "", [req])
+    for minimal, want in (([req], "minimal sequence (1 request):"),
+                          ([req, req], "minimal sequence (2 requests):")):
+        buf = io.StringIO()
+        render(OracleResult("violation", None, minimal, None, {"sessions": 1, "requests": 1},
+                            failure), Console(file=buf, width=200))
+        assert want in buf.getvalue(), buf.getvalue()
