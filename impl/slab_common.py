@@ -529,7 +529,11 @@ class SlabAllocator(Slub):
         return self.kmem_cache_alloc(cache, gfp | _GFP_ZERO, cpu=cpu, ctx=ctx)
 
     def kmem_cache_free(self, cache: str | KmemCache, addr: int, *, cpu: int = 0) -> None:
-        """kmem_cache_free(): the object must belong to ``cache`` (cache_from_obj)."""
+        """kmem_cache_free(): the object must belong to ``cache`` (cache_from_obj).
+
+        Simplified: a wrong cache raises WrongCacheError and changes nothing; 6.12 with
+        CONFIG_SLAB_FREELIST_HARDENED WARNs and frees the object to the cache it is from
+        (mm/slub.c cache_from_obj()), which the spec treats as the caller's bug."""
         s = self.find_cache(cache)
         self.pages._check_cpu(cpu)
         slab, idx = self.lookup_object(addr)

@@ -149,12 +149,10 @@ SEEDED_SLAB_BUGS: dict[str, SeededSlabBug] = {b.name: b for b in (
     SeededSlabBug("discard-keeps-node-count", EmptySlabsNeverFreed),
     SeededSlabBug("slab-objects-one-short", SlabObjectsOneShort),
     SeededSlabBug("get-freelist-keeps-slab-freelist", GetFreelistKeepsSlabFreelist),
-    SeededSlabBug("cache-free-into-callers-cache", FreeIntoCallersCache, statemachine=False),
-    SeededSlabBug("ksize-large-times-order", KsizeLargeTimesOrder, statemachine=False),
-    SeededSlabBug("destroy-ignores-live-objects", DestroyIgnoresLiveObjects,
-                  statemachine=False),
-    SeededSlabBug("kmalloc-type-ignores-reclaimable", KmallocTypeIgnoresReclaimable,
-                  statemachine=False),
-    SeededSlabBug("kmalloc-zero-is-null", KmallocZeroIsNull, statemachine=False),
+    SeededSlabBug("cache-free-into-callers-cache", FreeIntoCallersCache),
+    SeededSlabBug("ksize-large-times-order", KsizeLargeTimesOrder),
+    SeededSlabBug("destroy-ignores-live-objects", DestroyIgnoresLiveObjects),
+    SeededSlabBug("kmalloc-type-ignores-reclaimable", KmallocTypeIgnoresReclaimable),
+    SeededSlabBug("kmalloc-zero-is-null", KmallocZeroIsNull),
 )}
 """Every slab seeded bug, by name."""
