@@ -34,6 +34,7 @@ from impl.pgtable import (
     PAGE_SHARED,
     PAGE_SHARED_EXEC,
 )
+from impl.procfs import ProcFormatError
 from spec.errors import BadUserAddressError
 from spec.layout import PAGE_SHIFT, PAGE_SIZE
 
@@ -162,18 +163,19 @@ def render_maps(lines: list[MapsLine]) -> str:
 
 
 def parse_maps(text: str) -> list[MapsLine]:
-    """Parse /proc/PID/maps strictly (ValueError on anything show_map_vma cannot print)."""
+    """Parse /proc/PID/maps strictly (ProcFormatError, as every view parser raises, on
+    anything show_map_vma cannot print)."""
     out = []
     for no, line in enumerate(text.splitlines(), 1):
         m = _MAPS_RE.match(line)
         if m is None:
-            raise ValueError(f"maps line {no}: {line!r}")
+            raise ProcFormatError(f"maps line {no}: {line!r}")
         rest = line[m.end():]
         name = None
         if rest:
             pad = max(MAPS_PAD - m.end(), 0) + 1
             if len(rest) <= pad or rest[:pad].strip(" ") or rest[pad] == " ":
-                raise ValueError(f"maps line {no}: the name is not padded to column "
+                raise ProcFormatError(f"maps line {no}: the name is not padded to column "
                                  f"{MAPS_PAD + 1}: {line!r}")
             name = rest[pad:]
         out.append(MapsLine(int(m.group(1), 16), int(m.group(2), 16), m.group(3),

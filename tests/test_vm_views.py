@@ -16,6 +16,7 @@ from impl.mmap import MAPS_PAD, MapsLine, parse_maps, render_maps, render_maps_l
 from impl.page_alloc import PageAllocator
 from impl.pgtable import PTE_LEVEL, PUD_LEVEL, PageTable
 from impl.procfs import (
+    ProcFormatError,
     parse_meminfo,
     parse_vmallocinfo,
     parse_zoneinfo,
@@ -164,3 +165,14 @@ def test_vmalloc_to_pfn_range_is_is_vmalloc_addr() -> None:
         except VmallocError:
             accepted = False
         assert accepted == v.is_vmalloc_addr(a), hex(a)
+
+
+@pytest.mark.parametrize("line", [
+    "garbage line",
+    "zz-yy r--p 00000000 00:00 0",
+    "00400000-00401000 r--p 00000000 00:00 0 [heap]",  # the name not padded to its column
+])
+def test_maps_parser_refuses_what_show_map_vma_cannot_print(line: str) -> None:
+    """The same typed error as every other view parser, naming the line."""
+    with pytest.raises(ProcFormatError, match="maps line 1"):
+        parse_maps(line + "\n")
